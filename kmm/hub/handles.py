@@ -1,0 +1,58 @@
+"""Resolves encoder handles: `kmm://<name>`, local folders, or TF-Hub / Kaggle URLs.
+
+- `kmm://minilm-l6`, `kmm://efficientnet-lite0`, `kmm://tiny-text`, `kmm://tiny-frames`:
+  kmm's offline encoders in `$KMM_HOME/encoders/<name>/`, built on first use when their
+  weight package is installed (`kmm encoders build` does it ahead of time).
+- A local folder holding a SavedModel: used as is.
+- Anything else (e.g. `https://tfhub.dev/...`, `https://www.kaggle.com/models/...`) is
+  handed to `tensorflow_hub`, which downloads and caches it (needs network).
+"""
+
+import logging
+import os
+from pathlib import Path
+
+import tensorflow_hub as hub
+import tensorflow_text  # noqa: F401  (registers the text ops that text encoders' graphs use)
+
+from kmm import specs
+
+log = logging.getLogger(__name__)
+
+
+def resolve_handle(handle, build=True):
+    """Returns what `hub.load` should receive for `handle` (a local path or a URL).
+
+    Args:
+        handle: str. `kmm://<name>`, a local SavedModel folder, or a hub URL.
+        build: bool. Build a missing built-in encoder instead of failing. Defaults to `True`.
+
+    Raises:
+        ValueError: an unknown `kmm://` name.
+        FileNotFoundError: a local path that holds no SavedModel, or an unbuilt built-in
+            encoder with `build=False`.
+    """
+    handle = os.fspath(handle)
+    if handle.startswith(specs.HANDLE_SCHEME):
+        from kmm.encoders import builtin
+
+        name = handle[len(specs.HANDLE_SCHEME) :]
+        if name not in builtin.BUILDERS:
+            raise ValueError(f"Unknown built-in encoder {handle!r}; choose from {sorted(builtin.BUILDERS)}.")
+        if not builtin.is_built(name):
+            if not build:
+                raise FileNotFoundError(f"{handle} is not built yet; run: kmm encoders build {name}")
+            log.warning("Building %s into %s (one time).", handle, builtin.encoder_dir(name))
+            builtin.build_encoders([name], progress=False)
+        return str(builtin.encoder_dir(name))
+    if "://" in handle:
+        return handle
+    path = Path(handle).expanduser()
+    if not (path / "saved_model.pb").exists():
+        raise FileNotFoundError(f"Encoder handle {handle!r}: no SavedModel (saved_model.pb) in {path.resolve()}.")
+    return str(path)
+
+
+def load_module(handle, build=True):
+    """`hub.load` of a resolved handle."""
+    return hub.load(resolve_handle(handle, build=build))

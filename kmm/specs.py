@@ -1,0 +1,35 @@
+"""The contract shared by data, encoders, models, export and apps.
+
+Every feature key, encoder output key and built-in handle name is spelled here once;
+other modules import these constants instead of repeating string literals.
+"""
+
+# === Encoder input keys ===
+FRAMES = "frames"  # uint8 (batch, frames, height, width, 3)
+TEXT = "text"  # string (batch,)
+
+# === Offline text encoder outputs (kmm://minilm-l6 and the tiny test encoder) ===
+SEQUENCE_OUTPUT = "sequence_output"  # float32 (batch, tokens, dim)
+PADDING_MASK = "padding_mask"  # bool (batch, tokens), True = real token
+POOLED_OUTPUT = "pooled_output"  # float32 (batch, dim), masked mean of sequence_output
+INPUT_IDS = "input_ids"  # int32 (batch, tokens)
+
+# === Offline frame encoder outputs (kmm://efficientnet-lite0 and the tiny test encoder) ===
+FRAME_FEATURES = "features"  # float32 (batch, frames, dim)
+FRAME_LOGITS = "logits"  # float32 (batch, frames, classes)
+
+# === Canonical outputs of kmm's encoder adapters (what models consume) ===
+VIDEO_TOKENS = "video_tokens"  # float32 (batch, steps, dim)
+VIDEO_PADDING_MASK = "video_padding_mask"  # bool (batch, steps)
+VIDEO_EMBEDDING = "video_embedding"  # float32 (batch, dim)
+TEXT_TOKENS = "text_tokens"  # float32 (batch, tokens, dim)
+TEXT_PADDING_MASK = "text_padding_mask"  # bool (batch, tokens)
+TEXT_EMBEDDING = "text_embedding"  # float32 (batch, dim)
+
+# === Built-in offline encoders, addressed as kmm://<name> ===
+HANDLE_SCHEME = "kmm://"
+MINILM_L6 = "minilm-l6"
+EFFICIENTNET_LITE0 = "efficientnet-lite0"
+TINY_TEXT = "tiny-text"
+TINY_FRAMES = "tiny-frames"
+BUILTIN_ENCODERS = (MINILM_L6, EFFICIENTNET_LITE0, TINY_TEXT, TINY_FRAMES)

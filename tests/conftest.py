@@ -1,0 +1,36 @@
+"""Shared fixtures: kmm's built-in encoders built once per session into a temp KMM_HOME."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kmm_home(tmp_path_factory):
+    """A private `$KMM_HOME` for the whole session, so tests never touch the user's cache."""
+    home = tmp_path_factory.mktemp("kmm_home")
+    old = os.environ.get("KMM_HOME")
+    os.environ["KMM_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("KMM_HOME", None)
+    else:
+        os.environ["KMM_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_encoders(kmm_home):
+    """`kmm://tiny-text` and `kmm://tiny-frames`, built once (about 4 s)."""
+    from kmm.encoders.builtin import build_encoders
+
+    return build_encoders(["tiny-text", "tiny-frames"], progress=False)
+
+
+@pytest.fixture(scope="session")
+def real_encoders(kmm_home):
+    """The pretrained `kmm://minilm-l6` and `kmm://efficientnet-lite0` (about 10 s, 110 MB)."""
+    from kmm.encoders.builtin import PRETRAINED, build_encoders
+
+    return build_encoders(PRETRAINED, progress=False)

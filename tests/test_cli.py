@@ -1,0 +1,43 @@
+import subprocess
+import sys
+
+import pytest
+
+from kmm.cli import build_parser, main
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("quickstart", "encoders", "embed-text"):
+        assert command in out
+
+
+def test_encoders_build_then_cached(tmp_path, capsys):
+    assert main(["encoders", "build", "tiny-text", "--root", str(tmp_path)]) == 0
+    assert "built" in capsys.readouterr().out
+    assert main(["encoders", "build", "tiny-text", "--root", str(tmp_path)]) == 0
+    assert "cached" in capsys.readouterr().out
+    assert main(["encoders", "list", "--root", str(tmp_path)]) == 0
+    listing = capsys.readouterr().out
+    assert "kmm://tiny-text" in listing and "s3d-milnce" in listing
+
+
+def test_embed_text_prints_similarities(tiny_encoders, capsys):
+    assert main(["embed-text", "--handle", "kmm://tiny-text", "a red circle", "a red circle", "blue star"]) == 0
+    out = capsys.readouterr().out
+    assert "embeddings (3, 32)" in out
+    assert " 1.000  1.000" in out  # identical sentences have cosine 1
+
+
+def test_bad_handle_is_a_one_line_error(tmp_path, capsys):
+    assert main(["embed-text", "--handle", str(tmp_path), "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kmm: error:") and "no SavedModel" in err
+
+
+def test_console_script_is_installed():
+    proc = subprocess.run([sys.executable, "-m", "kmm.cli", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "usage: kmm" in proc.stdout
