@@ -35,6 +35,7 @@ class DataConfig:
     resize: str = "crop"  # Choose from ['crop', 'resize']
     batch_size: int = 16
     seed: int = 0
+    cache: bool = False  # keep decoded clips in memory after the first epoch (evaluation sampling only)
 
 
 TINY = DataConfig(num_frames=4, frame_size=32, batch_size=4)
@@ -138,6 +139,10 @@ def build_dataset(rows, label_names=None, config=DataConfig(), training=False, r
 
     ds = tf.data.Dataset.zip(ds, seeds).map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.filter(_is_ok).map(_drop_flag)
+    if config.cache:
+        if training and config.sampling != "uniform":
+            raise ValueError("cache=True would freeze the random frame sampling of a training pipeline.")
+        ds = ds.cache()
     return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
 

@@ -23,6 +23,9 @@ RESIZE_MODES = ("crop", "resize")
 
 # Seeking costs a demuxer reset on top of the frames it decodes; in frames decoded.
 _SEEK_OVERHEAD = 4
+# OpenCV's CAP_PROP_POS_FRAMES seeks to the keyframe at or before `target - 16`, then
+# decodes forward to the target (cap_ffmpeg_impl.hpp), so that is what a seek costs.
+_OPENCV_SEEK_BACKOFF = 16
 
 
 class VideoDecodeError(ValueError):
@@ -93,7 +96,8 @@ def plan_reads(indices, keyframes):
     plan, position = [], 0  # position = index of the next frame a read would return
     for index in indices:
         forward = index - position if index >= position else np.inf
-        previous_key = keyframes[np.searchsorted(keyframes, index, side="right") - 1]
+        anchor = max(index - _OPENCV_SEEK_BACKOFF, 0)
+        previous_key = keyframes[np.searchsorted(keyframes, anchor, side="right") - 1]
         jump = index - previous_key + _SEEK_OVERHEAD
         plan.append((int(index), "grab" if forward <= jump else "seek"))
         position = index + 1

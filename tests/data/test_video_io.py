@@ -93,3 +93,14 @@ def test_gif_and_single_frame(tmp_path):
     one = write_cv2(tmp_path / "one.avi", index_frames(1), fourcc="MJPG")
     assert probe(one).num_frames == 1
     assert read_frames(one, [0, 0, 0]).shape[0] == 3
+
+
+def test_seek_cost_accounts_for_opencv_backing_off_16_frames():
+    # Target 205: OpenCV seeks to the keyframe <= 189, i.e. 100, so a seek decodes 105
+    # frames; decoding forward from 151 decodes 54: grab. Target 230 seeks from 200.
+    keys = (0, 100, 200, 400)
+    assert plan_reads([150, 205], keys) == [(150, "seek"), (205, "grab")]
+    assert plan_reads([150, 230], keys) == [(150, "seek"), (230, "seek")]
+    # A seek just past a keyframe still backs off to the previous one: grab instead.
+    # (105 - 16 = 89 lands on keyframe 0, so seeking costs more than reading from the start.)
+    assert plan_reads([105], keys) == [(105, "grab")]
