@@ -7,12 +7,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-DEMO_SENTENCES = (
-    "A man is playing a guitar.",
-    "Someone plays an acoustic guitar on stage.",
-    "A chef is slicing vegetables in a kitchen.",
-)
-
 
 def _cmd_encoders_build(args):
     from kmm.encoders.builtin import BUILDERS, PRETRAINED, build_encoders
@@ -64,33 +58,45 @@ def _cmd_embed_text(args):
 
 
 def _cmd_quickstart(args):
-    import numpy as np
-    import tensorflow as tf
+    from kmm.eval.evaluate import results_table
+    from kmm.train.quickstart import default_run_dir, run_quickstart
+    from kmm.train.trainer import TrainConfig
 
-    from kmm import specs
-    from kmm.encoders.builtin import PRETRAINED, build_encoders
-    from kmm.hub.handles import load_module
-    from kmm.paths import encoders_dir
+    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    overrides = {k: v for k, v in (("temporal", args.temporal), ("fusion", args.fusion)) if v}
+    run_dir = args.run_dir or default_run_dir()
+    results, timings = run_quickstart(run_dir, args.size, args.model, train_config, overrides, verbose=1)
+    print("\nResults (accuracy and R@K in %; action = empty text, referring = 'the red circle'):\n")
+    print(results_table(results))
+    print("Wall time (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    print(f"\nEverything is in {run_dir}: eval/metrics.md, eval/*.png, tensorboard/, history_stage1.csv")
+    print("Next:")
+    print(f"  kmm evaluate {run_dir}            # re-run the evaluation")
+    print(f"  tensorboard --logdir {run_dir}/tensorboard")
+    print("  kmm quickstart --fusion concat    # compare fusions (none, concat, cross_attention, co_attention)")
+    return 0
 
-    start = time.perf_counter()
-    print("[1/3] Building the offline pretrained encoders (once; cached afterwards)")
-    for name, (path, seconds, status) in build_encoders(PRETRAINED).items():
-        print(f"      kmm://{name:<20} {status:<7} {seconds:5.1f} s  {path}")
-    print("[2/3] Text encoder kmm://minilm-l6, tokenized in the graph")
-    text = load_module("kmm://minilm-l6")
-    emb = text(tf.constant(DEMO_SENTENCES))[specs.POOLED_OUTPUT].numpy()
-    print(_cosine_table(DEMO_SENTENCES, emb))
-    print("[3/3] Frame encoder kmm://efficientnet-lite0 on 8 random-content frames of any size")
-    frames = np.random.default_rng(0).integers(0, 256, size=(1, 8, 96, 128, 3), dtype=np.uint8)
-    out = load_module("kmm://efficientnet-lite0")(tf.constant(frames))
-    print(
-        f"      frames {frames.shape} uint8 -> features {tuple(out[specs.FRAME_FEATURES].shape)}, "
-        f"logits {tuple(out[specs.FRAME_LOGITS].shape)}"
-    )
-    print(f"\nDone in {time.perf_counter() - start:.1f} s. Encoders live in {encoders_dir()}.")
-    print('Next: `kmm embed-text "your sentence" "another one"`, or load them from Python:')
-    print("  from kmm.hub.encoders import TextEncoder, VideoEncoder")
-    print("  TextEncoder('kmm://minilm-l6'), VideoEncoder('kmm://efficientnet-lite0')")
+
+def _cmd_train(args):
+    from kmm.train.run import load_run_config, train_from_config
+
+    data = load_run_config(args.config)
+    if args.run_dir:
+        data["run_dir"] = args.run_dir
+    _, run_dir, _ = train_from_config(data)
+    print(f"trained: {run_dir}")
+    if (run_dir / "eval" / "metrics.md").exists():
+        print((run_dir / "eval" / "metrics.md").read_text())
+    return 0
+
+
+def _cmd_evaluate(args):
+    from kmm.eval.evaluate import results_table
+    from kmm.train.run import evaluate_saved_run
+
+    results = evaluate_saved_run(args.run_dir, args.features)
+    print(results_table(results))
+    print(f"written: {args.run_dir}/eval/ (metrics.json, metrics.md, *.png)")
     return 0
 
 
@@ -142,7 +148,18 @@ def build_parser():
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    quick = sub.add_parser("quickstart", help="Run the offline end-to-end demo (builds encoders if missing).")
+    quick = sub.add_parser(
+        "quickstart",
+        help="Offline end to end: encoders, kmm-shapes, features, training, evaluation (~10 min on 2 cores).",
+    )
+    quick.add_argument("--size", choices=["tiny", "small", "default"], default="default", help="kmm-shapes preset.")
+    quick.add_argument("--model", choices=["tiny", "default"], default="default", help="Model preset.")
+    quick.add_argument("--temporal", choices=["mean", "max", "lstm", "gru", "transformer"], help="Temporal model.")
+    quick.add_argument("--fusion", choices=["none", "concat", "cross_attention", "co_attention"], help="Fusion.")
+    quick.add_argument("--epochs", type=int, default=40, help="Maximum epochs (early stopping on val loss).")
+    quick.add_argument("--batch-size", type=int, default=64)
+    quick.add_argument("--seed", type=int, default=0)
+    quick.add_argument("--run-dir", help="Output folder (default: $KMM_HOME/runs/quickstart).")
     quick.set_defaults(func=_cmd_quickstart)
 
     enc = sub.add_parser("encoders", help="Build or list kmm's offline TF-Hub encoders.")
@@ -161,6 +178,20 @@ def build_parser():
     lst = enc_sub.add_parser("list", help="Show built-in encoders, whether they are built, and known conventions.")
     lst.add_argument("--root", help="Encoders folder (default: $KMM_HOME/encoders).")
     lst.set_defaults(func=_cmd_encoders_list)
+
+    train = sub.add_parser(
+        "train",
+        help="Train from a JSON run config (see kmm/train/run.py for the format).",
+        description="Staged (features, then optional fine-tuning) or joint training with model.fit, "
+        "checkpoints, early stopping, TensorBoard and CSV logs, then evaluation.",
+    )
+    train.add_argument("--config", required=True, help="Run config JSON: manifest, run_dir, model, train.")
+    train.add_argument("--run-dir", help="Override the config's run_dir.")
+    train.set_defaults(func=_cmd_train)
+    evaluate = sub.add_parser("evaluate", help="Evaluate a trained run: metrics JSON/Markdown and PNG plots.")
+    evaluate.add_argument("run_dir", help="A run folder written by `kmm train` or `kmm quickstart`.")
+    evaluate.add_argument("--features", help="Feature folder (default: the one the run was trained with).")
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     data = sub.add_parser("data", help="Generate, fetch and validate video datasets.")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")

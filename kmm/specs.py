@@ -17,6 +17,7 @@ INPUT_IDS = "input_ids"  # int32 (batch, tokens)
 # === Offline frame encoder outputs (kmm://efficientnet-lite0 and the tiny test encoder) ===
 FRAME_FEATURES = "features"  # float32 (batch, frames, dim)
 FRAME_LOGITS = "logits"  # float32 (batch, frames, classes)
+FRAME_FEATURE_MAP = "feature_map"  # float32 (batch, frames, h / 32, w / 32, channels)
 
 # === Canonical outputs of kmm's encoder adapters (what models consume) ===
 VIDEO_TOKENS = "video_tokens"  # float32 (batch, steps, dim)

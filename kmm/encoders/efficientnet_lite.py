@@ -51,10 +51,11 @@ def expanded_block_args(config):
 
 
 def build_efficientnet_lite(config=EfficientNetLiteConfig()):
-    """Returns a functional model: normalized images `(n, h, w, 3)` -> `{features, logits}`.
+    """Returns a functional model: normalized images `(n, h, w, 3)` -> `{features, logits, feature_map}`.
 
     `features` is the globally average-pooled head output `(n, head_channels)`;
-    `logits` the classifier output `(n, num_classes)`.
+    `logits` the classifier output `(n, num_classes)`; `feature_map` the last block's
+    output `(n, h/32, w/32, channels)`, which keeps the spatial layout that pooling drops.
     """
     eps = config.batch_norm_epsilon
     images = keras.Input((None, None, 3), name="images")
@@ -67,10 +68,12 @@ def build_efficientnet_lite(config=EfficientNetLiteConfig()):
         x = _conv_bn(x, cout, 1, 1, f"block{i}_project", activation=False, epsilon=eps)
         if stride == 1 and cin == cout:
             x = keras.layers.Add(name=f"block{i}_add")([inputs, x])
+    feature_map = x  # (n, h/32, w/32, last block channels): keeps where things are
     x = _conv_bn(x, config.head_channels, 1, 1, "head", epsilon=eps)
     features = keras.layers.GlobalAveragePooling2D(name="pool")(x)  # (n, head_channels)
     logits = keras.layers.Dense(config.num_classes, name="classifier")(features)
-    return keras.Model(images, {"features": features, "logits": logits}, name="efficientnet_lite")
+    outputs = {"features": features, "logits": logits, "feature_map": feature_map}
+    return keras.Model(images, outputs, name="efficientnet_lite")
 
 
 def load_efficientnet_pytorch_weights(model, state, config=EfficientNetLiteConfig()):

@@ -3,7 +3,8 @@
 Exported interface:
 - `__call__(frames, training=False)` and `serving_default`: `frames` uint8
   `(batch, frames, height, width, 3)`, any height and width -> `features`
-  `(batch, frames, dim)` and `logits` `(batch, frames, classes)`.
+  `(batch, frames, dim)`, `logits` `(batch, frames, classes)` and `feature_map`
+  `(batch, frames, size/32, size/32, channels)`.
 
 Frames are resized in the graph (bilinear, antialiased) to `image_size` and normalized
 with `(x - 127) / 128`, the input scaling EfficientNet-Lite was trained with.
@@ -35,6 +36,7 @@ def export_frame_encoder(export_dir, cnn, image_size, manifest):
         return {
             specs.FRAME_FEATURES: unflatten(outputs["features"]),  # (batch, frames, dim)
             specs.FRAME_LOGITS: unflatten(outputs["logits"]),  # (batch, frames, classes)
+            specs.FRAME_FEATURE_MAP: unflatten(outputs["feature_map"]),  # (batch, frames, h', w', c)
         }
 
     manifest = {
@@ -42,6 +44,7 @@ def export_frame_encoder(export_dir, cnn, image_size, manifest):
         "kind": "frames",
         "image_size": image_size,
         "dim": int(cnn.output["features"].shape[-1]),
+        "feature_map_channels": int(cnn.output["feature_map"].shape[-1]),
         "num_classes": int(cnn.output["logits"].shape[-1]),
     }
     return save_reusable_savedmodel(export_dir, call, FRAMES_SPEC, cnn, manifest=manifest)

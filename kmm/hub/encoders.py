@@ -9,6 +9,7 @@ Modules that only give a pooled vector yield a one-step token sequence.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kmm import specs
@@ -73,7 +74,11 @@ class VideoEncoder(keras.layers.Layer):
         if self._conv.pooled:
             tokens, mask = _one_step(out)
         else:
-            tokens = out  # (batch, frames, dim)
+            tokens = out  # (batch, frames, dim), or (batch, frames, h, w, c) for a feature map
+            if len(tokens.shape) == 5:
+                shape = tf.shape(tokens)
+                tokens = tf.reshape(tokens, tf.concat([shape[:2], [-1]], 0))  # (batch, frames, h*w*c)
+                tokens.set_shape([None, None, None if None in out.shape[2:] else int(np.prod(out.shape[2:]))])
             mask = tf.ones(tf.shape(tokens)[:2], tf.bool)
         return {
             specs.VIDEO_TOKENS: tokens,

@@ -1,6 +1,6 @@
 """Resolves encoder handles: `kmm://<name>`, local folders, or TF-Hub / Kaggle URLs.
 
-- `kmm://minilm-l6`, `kmm://efficientnet-lite0`, `kmm://tiny-text`, `kmm://tiny-frames`:
+- `kmm://minilm-l6`, `kmm://efficientnet-lite0[@SIZE]`, `kmm://tiny-text`, `kmm://tiny-frames[@SIZE]`:
   kmm's offline encoders in `$KMM_HOME/encoders/<name>/`, built on first use when their
   weight package is installed (`kmm encoders build` does it ahead of time).
 - A local folder holding a SavedModel: used as is.
@@ -37,8 +37,10 @@ def resolve_handle(handle, build=True):
         from kmm.encoders import builtin
 
         name = handle[len(specs.HANDLE_SCHEME) :]
-        if name not in builtin.BUILDERS:
-            raise ValueError(f"Unknown built-in encoder {handle!r}; choose from {sorted(builtin.BUILDERS)}.")
+        try:
+            builtin.parse_name(name)
+        except ValueError as e:
+            raise ValueError(f"Unknown built-in encoder {handle!r}: {e}") from None
         if not builtin.is_built(name):
             if not build:
                 raise FileNotFoundError(f"{handle} is not built yet; run: kmm encoders build {name}")

@@ -1,0 +1,1 @@
+"""Evaluation: classification and retrieval metrics, reports and plots."""

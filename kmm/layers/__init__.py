@@ -1,0 +1,26 @@
+"""Keras 3 layers for video-text fusion, built on `keras.layers.MultiHeadAttention`."""
+
+from kmm.layers.fusion import ConcatFusion, CrossModalAttention, CrossModalFusion
+from kmm.layers.retrieval import L2Normalize, SimilarityLogits
+from kmm.layers.temporal import (
+    AttentionPooling,
+    PositionEmbedding,
+    RecurrentTemporal,
+    TemporalPooling,
+    TemporalTransformer,
+    TransformerBlock,
+)
+
+__all__ = [
+    "AttentionPooling",
+    "ConcatFusion",
+    "CrossModalAttention",
+    "CrossModalFusion",
+    "L2Normalize",
+    "PositionEmbedding",
+    "RecurrentTemporal",
+    "SimilarityLogits",
+    "TemporalPooling",
+    "TemporalTransformer",
+    "TransformerBlock",
+]

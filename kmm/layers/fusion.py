@@ -1,0 +1,155 @@
+"""Video-text fusion (seed article 3.2): concatenation, and cross-modal multi-head attention."""
+
+import keras
+from keras import ops
+
+from kmm.layers.masks import attention_mask
+
+
+@keras.saving.register_keras_serializable(package="kmm")
+class ConcatFusion(keras.layers.Layer):
+    """Concatenates pooled video and text vectors, then a 2-layer MLP (seed 3.2.1).
+
+    Args:
+        units: int. Output width.
+        dropout: float. Defaults to `0.1`.
+
+    Call arguments:
+        video: `(batch, dv)`; text: `(batch, dt)`.
+    """
+
+    def __init__(self, units, dropout=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.dropout = units, dropout
+        self.hidden = keras.layers.Dense(units, activation="gelu")
+        self.out = keras.layers.Dense(units)
+        self.drop = keras.layers.Dropout(dropout)
+
+    def build(self, video_shape, text_shape):
+        self.hidden.build((video_shape[0], video_shape[-1] + text_shape[-1]))
+        self.out.build((video_shape[0], self.units))
+
+    def call(self, video, text, training=None):
+        x = ops.concatenate([video, text], axis=-1)
+        return self.out(self.drop(self.hidden(x), training=training))
+
+    def compute_output_shape(self, video_shape, text_shape):
+        return (video_shape[0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(package="kmm")
+class CrossModalAttention(keras.layers.Layer):
+    """Query tokens attend to context tokens; residual + LayerNorm + feed-forward (seed 3.2.2).
+
+    `Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V` per head, with Q from `query` and
+    K, V from `context`, as in `keras.layers.MultiHeadAttention`.
+
+    Args:
+        num_heads: int. Defaults to `4`.
+        ff_dim: int or None. Feed-forward width. Defaults to `2 * dim`.
+        dropout: float. Defaults to `0.1`.
+
+    Call arguments:
+        query: `(batch, q, dim)`; context: `(batch, k, dim)`.
+        query_mask, context_mask: bool padding masks or None. Padded context tokens get no
+            attention; padded query rows are computed but meaningless.
+        return_attention_scores: bool. Also return `(batch, heads, q, k)` weights.
+    """
+
+    def __init__(self, num_heads=4, ff_dim=None, dropout=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads, self.ff_dim, self.dropout = num_heads, ff_dim, dropout
+
+    def build(self, query_shape, context_shape):
+        dim = query_shape[-1]
+        self.attention = keras.layers.MultiHeadAttention(self.num_heads, dim // self.num_heads, dropout=self.dropout)
+        self.attention.build(query_shape, context_shape)
+        self.norm1 = keras.layers.LayerNormalization(epsilon=1e-6)
+        self.norm2 = keras.layers.LayerNormalization(epsilon=1e-6)
+        self.norm1.build(query_shape)
+        self.norm2.build(query_shape)
+        self.ff1 = keras.layers.Dense(self.ff_dim or 2 * dim, activation="gelu")
+        self.ff2 = keras.layers.Dense(dim)
+        self.ff1.build(query_shape)
+        self.ff2.build((*query_shape[:-1], self.ff_dim or 2 * dim))
+        self.drop = keras.layers.Dropout(self.dropout)
+
+    def call(self, query, context, query_mask=None, context_mask=None, return_attention_scores=False, training=None):
+        mask = attention_mask(query_mask, context_mask)
+        attended, scores = self.attention(
+            query, context, attention_mask=mask, return_attention_scores=True, training=training
+        )
+        x = self.norm1(query + self.drop(attended, training=training))
+        x = self.norm2(x + self.drop(self.ff2(self.ff1(x)), training=training))
+        return (x, scores) if return_attention_scores else x
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "ff_dim": self.ff_dim, "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(package="kmm")
+class CrossModalFusion(keras.layers.Layer):
+    """Stacked cross-modal attention: video tokens attend to text tokens, and with
+    `co_attention=True` text tokens also attend to video tokens (co-attention).
+
+    Args:
+        num_layers: int. Stacked rounds. Defaults to `1`.
+        num_heads: int. Defaults to `4`.
+        co_attention: bool. Add the text -> video direction. Defaults to `True`.
+        dropout: float. Defaults to `0.1`.
+
+    Call arguments:
+        video, text: `(batch, t, dim)`, `(batch, l, dim)`.
+        video_mask, text_mask: bool padding masks.
+
+        return_attention_scores: bool. Also return the last round's weights: text over
+            frames `(batch, heads, l, t)` with co-attention, else frames over text `(batch, heads, t, l)`.
+
+    Returns:
+        `(video, text)` fused tokens (`text` unchanged without co-attention), plus the scores on request.
+    """
+
+    def __init__(self, num_layers=1, num_heads=4, co_attention=True, dropout=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.num_layers, self.num_heads, self.co_attention, self.dropout = num_layers, num_heads, co_attention, dropout
+        self.video_from_text = [
+            CrossModalAttention(num_heads, dropout=dropout, name=f"video_from_text_{i}") for i in range(num_layers)
+        ]
+        self.text_from_video = (
+            [CrossModalAttention(num_heads, dropout=dropout, name=f"text_from_video_{i}") for i in range(num_layers)]
+            if co_attention
+            else []
+        )
+
+    def build(self, video_shape, text_shape):
+        for layer in self.video_from_text:
+            layer.build(video_shape, text_shape)
+        for layer in self.text_from_video:
+            layer.build(text_shape, video_shape)
+
+    def call(self, video, text, video_mask=None, text_mask=None, return_attention_scores=False, training=None):
+        scores = None
+        for i in range(self.num_layers):
+            new_video, scores = self.video_from_text[i](
+                video, text, query_mask=video_mask, context_mask=text_mask, return_attention_scores=True,
+                training=training,
+            )  # fmt: skip
+            if self.co_attention:
+                text, scores = self.text_from_video[i](
+                    text, video, query_mask=text_mask, context_mask=video_mask, return_attention_scores=True,
+                    training=training,
+                )  # fmt: skip
+            video = new_video
+        return (video, text, scores) if return_attention_scores else (video, text)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "co_attention": self.co_attention,
+            "dropout": self.dropout,
+        }

@@ -1,0 +1,267 @@
+"""Temporal models over per-frame features (seed article 3.1): pooling, RNNs, Transformer.
+
+All take `(batch, frames, dim)` plus an optional boolean `padding_mask` `(batch, frames)`
+(`True` = real frame). Padded frames never influence real outputs: pooling divides by
+the number of real frames, RNNs skip them, attention masks them as keys.
+"""
+
+import keras
+from keras import ops
+
+from kmm.layers.masks import attention_mask, masked_max, masked_mean
+
+POOLING_MODES = ("mean", "max")
+RNN_KINDS = ("lstm", "gru")
+
+
+@keras.saving.register_keras_serializable(package="kmm")
+class TemporalPooling(keras.layers.Layer):
+    """Masked mean or max over time: `(batch, frames, dim)` -> `(batch, dim)`.
+
+    Order-blind by construction: it cannot tell a clip from the same clip reversed.
+
+    Args:
+        mode: str. Choose from ['mean', 'max']. Defaults to `"mean"`.
+
+    Example:
+
+    >>> TemporalPooling("mean")(np.ones((2, 8, 4)), padding_mask=np.ones((2, 8), bool)).shape
+    (2, 4)
+    """
+
+    def __init__(self, mode="mean", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in POOLING_MODES:
+            raise ValueError(f"mode must be one of {POOLING_MODES}, got {mode!r}")
+        self.mode = mode
+
+    def call(self, x, padding_mask=None):
+        return masked_mean(x, padding_mask) if self.mode == "mean" else masked_max(x, padding_mask)
+
+    def compute_output_shape(self, x_shape, padding_mask_shape=None):
+        return (x_shape[0], x_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="kmm")
+class TemporalDifference(keras.layers.Layer):
+    """Appends each token's change since the previous frame (TSN-style RGB-diff, on features).
+
+    `(batch, frames * cells, dim)` (frame-major) -> `(batch, frames * cells, 2 * dim)`; the
+    first frame's difference is zero. Motion is what separates most actions, and a
+    difference is far easier to learn from than to discover with attention.
+
+    Args:
+        cells: int. Tokens per frame. Defaults to `1`.
+    """
+
+    def __init__(self, cells=1, **kwargs):
+        super().__init__(**kwargs)
+        self.cells = cells
+
+    def call(self, x):
+        previous = ops.concatenate([x[:, : self.cells], x[:, : -self.cells]], axis=1)
+        return ops.concatenate([x, x - previous], axis=-1)
+
+    def compute_output_shape(self, x_shape):
+        return (*x_shape[:-1], 2 * x_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "cells": self.cells}
+
+
+@keras.saving.register_keras_serializable(package="kmm")
+class CellTemporalPooling(keras.layers.Layer):
+    """Pools each spatial cell over time: `(batch, frames * cells, dim)` -> `(batch, cells, dim)`.
+
+    Tokens are frame-major (all cells of frame 0, then frame 1, ...). Order-blind in time.
+
+    Args:
+        mode: str. Choose from ['mean', 'max'].
+        cells: int. Cells per frame.
+    """
+
+    def __init__(self, mode="mean", cells=16, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in POOLING_MODES:
+            raise ValueError(f"mode must be one of {POOLING_MODES}, got {mode!r}")
+        self.mode, self.cells = mode, cells
+
+    def call(self, x):
+        grid = ops.reshape(x, (ops.shape(x)[0], -1, self.cells, ops.shape(x)[-1]))  # (b, t, cells, d)
+        return ops.mean(grid, axis=1) if self.mode == "mean" else ops.max(grid, axis=1)
+
+    def compute_output_shape(self, x_shape):
+        return (x_shape[0], self.cells, x_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "cells": self.cells}
+
+
+@keras.saving.register_keras_serializable(package="kmm")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned position embedding to `(batch, steps, dim)` (steps <= `max_length`).
+
+    Args:
+        max_length: int. Longest sequence supported.
+    """
+
+    def __init__(self, max_length, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+
+    def build(self, input_shape):
+        self.embedding = self.add_weight(
+            shape=(self.max_length, input_shape[-1]), initializer=keras.initializers.RandomNormal(stddev=0.02)
+        )
+
+    def call(self, x):
+        return x + self.embedding[None, : ops.shape(x)[1]]
+
+    def get_config(self):
+        return {**super().get_config(), "max_length": self.max_length}
+
+
+@keras.saving.register_keras_serializable(package="kmm")
+class TransformerBlock(keras.layers.Layer):
+    """Self-attention (`keras.layers.MultiHeadAttention`) + residual + LayerNorm + feed-forward.
+
+    Args:
+        num_heads: int. Attention heads. Defaults to `4`.
+        ff_dim: int or None. Feed-forward width. Defaults to `2 * dim`.
+        dropout: float. Dropout rate. Defaults to `0.1`.
+
+    Call arguments:
+        x: `(batch, steps, dim)`.
+        padding_mask: bool `(batch, steps)` or None; padded steps are never attended to.
+    """
+
+    def __init__(self, num_heads=4, ff_dim=None, dropout=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads, self.ff_dim, self.dropout = num_heads, ff_dim, dropout
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        self.attention = keras.layers.MultiHeadAttention(self.num_heads, dim // self.num_heads, dropout=self.dropout)
+        self.attention.build(input_shape, input_shape)
+        self.norm1 = keras.layers.LayerNormalization(epsilon=1e-6)
+        self.norm2 = keras.layers.LayerNormalization(epsilon=1e-6)
+        self.ff1 = keras.layers.Dense(self.ff_dim or 2 * dim, activation="gelu")
+        self.ff2 = keras.layers.Dense(dim)
+        self.drop = keras.layers.Dropout(self.dropout)
+        for layer in (self.norm1, self.norm2):
+            layer.build(input_shape)
+        self.ff1.build(input_shape)
+        self.ff2.build((*input_shape[:-1], self.ff_dim or 2 * dim))
+
+    def call(self, x, padding_mask=None, training=None):
+        mask = attention_mask(padding_mask, padding_mask)
+        x = self.norm1(x + self.drop(self.attention(x, x, attention_mask=mask, training=training), training=training))
+        return self.norm2(x + self.drop(self.ff2(self.ff1(x)), training=training))
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "ff_dim": self.ff_dim, "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(package="kmm")
+class TemporalTransformer(keras.layers.Layer):
+    """Learned position embedding + `num_layers` `TransformerBlock`s over frames.
+
+    Args:
+        num_layers: int. Defaults to `2`.
+        num_heads: int. Defaults to `4`.
+        max_length: int. Longest frame sequence. Defaults to `64`.
+        dropout: float. Defaults to `0.1`.
+    """
+
+    def __init__(self, num_layers=2, num_heads=4, max_length=64, dropout=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.num_layers, self.num_heads, self.max_length, self.dropout = num_layers, num_heads, max_length, dropout
+        self.position = PositionEmbedding(max_length, name="position")
+        self.blocks = [TransformerBlock(num_heads, dropout=dropout, name=f"block_{i}") for i in range(num_layers)]
+
+    def build(self, input_shape):
+        self.position.build(input_shape)
+        for block in self.blocks:
+            block.build(input_shape)
+
+    def call(self, x, padding_mask=None, training=None):
+        x = self.position(x)
+        for block in self.blocks:
+            x = block(x, padding_mask=padding_mask, training=training)
+        return x
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "max_length": self.max_length,
+            "dropout": self.dropout,
+        }
+
+
+@keras.saving.register_keras_serializable(package="kmm")
+class RecurrentTemporal(keras.layers.Layer):
+    """LSTM or GRU over frames (seed article 3.1.2): returns the sequence `(batch, frames, units)`.
+
+    Args:
+        kind: str. Choose from ['lstm', 'gru']. Defaults to `"lstm"`.
+        units: int. Hidden size.
+    """
+
+    def __init__(self, kind="lstm", units=128, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in RNN_KINDS:
+            raise ValueError(f"kind must be one of {RNN_KINDS}, got {kind!r}")
+        self.kind, self.units = kind, units
+        cls = keras.layers.LSTM if kind == "lstm" else keras.layers.GRU
+        self.rnn = cls(units, return_sequences=True, name=kind)
+
+    def build(self, input_shape):
+        self.rnn.build(input_shape)
+
+    def call(self, x, padding_mask=None):
+        return self.rnn(x, mask=padding_mask)
+
+    def compute_output_shape(self, x_shape, padding_mask_shape=None):
+        return (*x_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="kmm")
+class AttentionPooling(keras.layers.Layer):
+    """A learned query attends over the steps: `(batch, steps, dim)` -> `(batch, dim)`.
+
+    Args:
+        num_heads: int. Defaults to `4`.
+
+    Call arguments:
+        x: `(batch, steps, dim)`.
+        padding_mask: bool `(batch, steps)` or None.
+        return_attention_scores: bool. Also return `(batch, heads, 1, steps)` weights.
+    """
+
+    def __init__(self, num_heads=4, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        self.query = self.add_weight(shape=(1, 1, dim), initializer=keras.initializers.RandomNormal(stddev=0.02))
+        self.attention = keras.layers.MultiHeadAttention(self.num_heads, dim // self.num_heads)
+        self.attention.build((None, 1, dim), input_shape)
+
+    def call(self, x, padding_mask=None, return_attention_scores=False):
+        query = ops.broadcast_to(self.query, (ops.shape(x)[0], 1, ops.shape(self.query)[-1]))
+        mask = None if padding_mask is None else ops.cast(padding_mask, "bool")[:, None, :]
+        out, scores = self.attention(query, x, attention_mask=mask, return_attention_scores=True)
+        pooled = out[:, 0]  # (batch, dim)
+        return (pooled, scores) if return_attention_scores else pooled
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads}

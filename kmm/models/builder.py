@@ -1,0 +1,156 @@
+"""Builds kmm models from a `ModelConfig`.
+
+Two entry points share the same tower and head layers (so weights move freely):
+- `build_feature_model`: encoder outputs in (cached features; stage 1 of staged training);
+- `build_end_to_end`: raw uint8 frames and strings in, TF-Hub encoders inside (stage 2 /
+  joint training, and what gets exported).
+"""
+
+import dataclasses
+
+import keras
+
+from kmm import specs
+from kmm.layers import SimilarityLogits
+from kmm.models.towers import (
+    CAPTION_EMBEDDING,
+    FRAME_ATTENTION,
+    LOGITS,
+    VIDEO_FEATURES,
+    build_classification_head,
+    build_text_tower,
+    build_video_tower,
+)
+
+SIMILARITY = "similarity"
+PROBABILITIES = "probabilities"
+
+
+@dataclasses.dataclass
+class Parts:
+    """The trainable pieces of a kmm model; `head`/`text_tower` are None for tasks not asked for."""
+
+    config: object
+    video_tower: keras.Model
+    text_tower: keras.Model | None
+    head: keras.Model | None
+    similarity: keras.layers.Layer | None
+
+
+def build_parts(config, feature_dim, text_dim):
+    """Creates fresh towers and heads for `config`."""
+    retrieval = "retrieval" in config.tasks
+    classification = "classification" in config.tasks
+    if classification and not config.labels:
+        raise ValueError("A classification model needs `ModelConfig.labels`.")
+    return Parts(
+        config=config,
+        video_tower=build_video_tower(config, feature_dim),
+        text_tower=build_text_tower(config, text_dim) if retrieval else None,
+        head=build_classification_head(config, text_dim) if classification else None,
+        similarity=SimilarityLogits(config.temperature, name="similarity") if retrieval else None,
+    )
+
+
+def _heads(parts, video, text_tokens, text_mask, caption_embedding):
+    outputs = {}
+    if parts.head is not None:
+        out = parts.head(
+            {
+                specs.VIDEO_TOKENS: video[specs.VIDEO_TOKENS],
+                "video_pooled": video["video_pooled"],
+                specs.TEXT_TOKENS: text_tokens,
+                specs.TEXT_PADDING_MASK: text_mask,
+            }
+        )
+        outputs[LOGITS] = out[LOGITS]
+        outputs[FRAME_ATTENTION] = out[FRAME_ATTENTION]
+    if parts.text_tower is not None and caption_embedding is not None:
+        text_embedding = parts.text_tower(caption_embedding)
+        outputs[SIMILARITY] = parts.similarity(video[specs.VIDEO_EMBEDDING], text_embedding)
+    return outputs
+
+
+def build_feature_model(parts, feature_dim, text_dim):
+    """Cached encoder outputs -> `{logits, frame_attention, similarity}` (what the tasks need).
+
+    Inputs: `video_features (b, t, feature_dim)`, `text_tokens (b, l, text_dim)`,
+    `text_padding_mask (b, l)`, `caption_embedding (b, text_dim)`.
+
+    Example:
+
+    >>> parts = build_parts(PRESETS["tiny"].replace(labels=("a", "b")), 512, 32)  # doctest: +SKIP
+    >>> model = build_feature_model(parts, 512, 32)  # doctest: +SKIP
+    """
+    config = parts.config
+    inputs = {
+        VIDEO_FEATURES: keras.Input((config.num_frames, feature_dim), name=VIDEO_FEATURES),
+        specs.TEXT_TOKENS: keras.Input((None, text_dim), name=specs.TEXT_TOKENS),
+        specs.TEXT_PADDING_MASK: keras.Input((None,), dtype="bool", name=specs.TEXT_PADDING_MASK),
+        CAPTION_EMBEDDING: keras.Input((text_dim,), name=CAPTION_EMBEDDING),
+    }
+    video = parts.video_tower(inputs[VIDEO_FEATURES])
+    outputs = _heads(
+        parts, video, inputs[specs.TEXT_TOKENS], inputs[specs.TEXT_PADDING_MASK], inputs[CAPTION_EMBEDDING]
+    )
+    return keras.Model(inputs, outputs, name="kmm_feature_model")
+
+
+@dataclasses.dataclass
+class EndToEnd:
+    """Raw-input models sharing `parts` and one pair of encoders.
+
+    - `trainer`: `{frames, text, caption}` -> `{logits, frame_attention, similarity}`;
+    - `classifier`: `{frames, text}` -> `{probabilities, frame_attention}`;
+    - `video_embedder`: `frames` -> unit-norm `(b, dim)`; `text_embedder`: `text` -> unit-norm `(b, dim)`.
+    """
+
+    trainer: keras.Model
+    classifier: keras.Model | None
+    video_embedder: keras.Model
+    text_embedder: keras.Model | None
+    video_encoder: keras.layers.Layer
+    text_encoder: keras.layers.Layer
+
+
+def build_end_to_end(parts, trainable_encoders=False):
+    """Wraps `parts` with the config's TF-Hub encoders (frozen unless `trainable_encoders`)."""
+    from kmm.hub.encoders import TextEncoder, VideoEncoder
+
+    config = parts.config
+    size = config.frame_size
+    frames = keras.Input((config.num_frames, size, size, 3), dtype="uint8", name=specs.FRAMES)
+    text = keras.Input((), dtype="string", name=specs.TEXT)
+    caption = keras.Input((), dtype="string", name=specs.CAPTION)
+    video_encoder = VideoEncoder(
+        config.frame_encoder, config.frame_convention, trainable=trainable_encoders, name="video_encoder"
+    )
+    text_encoder = TextEncoder(
+        config.text_encoder, config.text_convention, trainable=trainable_encoders, name="text_encoder"
+    )
+    video = parts.video_tower(video_encoder(frames)[specs.VIDEO_TOKENS])
+    encoded_text = text_encoder(text)
+    encoded_caption = text_encoder(caption)
+    outputs = _heads(
+        parts, video, encoded_text[specs.TEXT_TOKENS], encoded_text[specs.TEXT_PADDING_MASK],
+        encoded_caption[specs.TEXT_EMBEDDING] if parts.text_tower is not None else None,
+    )  # fmt: skip
+    trainer_inputs = {specs.FRAMES: frames, specs.TEXT: text}
+    if parts.text_tower is not None:
+        trainer_inputs[specs.CAPTION] = caption
+    trainer = keras.Model(trainer_inputs, outputs, name="kmm_trainer")
+    classifier = None
+    if parts.head is not None:
+        probabilities = keras.layers.Softmax(name=PROBABILITIES)(outputs[LOGITS])
+        classifier = keras.Model(
+            {specs.FRAMES: frames, specs.TEXT: text},
+            {PROBABILITIES: probabilities, FRAME_ATTENTION: outputs[FRAME_ATTENTION]},
+            name="kmm_classifier",
+        )
+    video_embedder = keras.Model(frames, video[specs.VIDEO_EMBEDDING], name="kmm_video_embedder")
+    text_embedder = None
+    if parts.text_tower is not None:
+        text_embedder = keras.Model(
+            text, parts.text_tower(text_encoder(text)[specs.TEXT_EMBEDDING]), name="kmm_text_embedder"
+        )
+    return EndToEnd(trainer, classifier, video_embedder, text_embedder, video_encoder, text_encoder)

@@ -1,0 +1,1 @@
+"""Training: feature extraction (staged training), fit loops, callbacks."""

@@ -1,0 +1,123 @@
+"""Stage-1 features: every split's clips and texts run once through the frozen encoders.
+
+Per split, `features/<split>.npz` holds `video_features (n, frames, dim)` (float16),
+`text_tokens (n, max_text_tokens, text_dim)` (float16) with `text_padding_mask`,
+`caption_embedding (n, text_dim)`, `label_id`, `row`, `text`, `caption`. Texts are encoded
+once per distinct string. `features/features.json` records how they were made, so a cache
+built with other encoders or sampling is rebuilt rather than silently reused.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from kmm import specs
+from kmm.data.pipeline import DataConfig, dataset_from_manifest
+from kmm.models.towers import CAPTION_EMBEDDING, VIDEO_FEATURES
+
+
+def _signature(config, manifest):
+    return {
+        "manifest": str(Path(manifest).resolve()),
+        "frame_encoder": config.frame_encoder,
+        "frame_convention": config.frame_convention,
+        "text_encoder": config.text_encoder,
+        "text_convention": config.text_convention,
+        "num_frames": config.num_frames,
+        "frame_size": config.frame_size,
+        "max_text_tokens": config.max_text_tokens,
+    }
+
+
+def encode_texts(text_encoder, texts, max_tokens, batch_size=64):
+    """Distinct strings -> `{string: (tokens (max_tokens, d), mask (max_tokens,), embedding (d,))}`."""
+    unique = sorted(set(texts))
+    table = {}
+    for start in range(0, len(unique), batch_size):
+        chunk = unique[start : start + batch_size]
+        out = text_encoder(tf.constant(chunk))
+        tokens = out[specs.TEXT_TOKENS].numpy()[:, :max_tokens]
+        mask = out[specs.TEXT_PADDING_MASK].numpy()[:, :max_tokens]
+        pad = max_tokens - tokens.shape[1]
+        tokens = np.pad(tokens, ((0, 0), (0, pad), (0, 0)))
+        mask = np.pad(mask, ((0, 0), (0, pad)))
+        for i, s in enumerate(chunk):
+            table[s] = (tokens[i], mask[i], out[specs.TEXT_EMBEDDING].numpy()[i])
+    return table
+
+
+def extract_features(manifest, config, out_dir, splits, batch_size=32, force=False, progress=True, encoders=None):
+    """Writes `out_dir/<split>.npz` for each split; returns `{split: (path, DataReport)}`.
+
+    `encoders`: optional `(video_encoder, text_encoder)` layers to use instead of fresh ones
+    from the config's handles (e.g. fine-tuned ones); such features are never reused from cache.
+    """
+    from kmm.hub.encoders import TextEncoder, VideoEncoder
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = out_dir / "features.json"
+    signature = _signature(config, manifest)
+    if encoders is not None:
+        signature["encoders"] = "fine-tuned in this run"
+        force = True
+    if not force and meta_path.exists() and json.loads(meta_path.read_text()).get("signature") == signature:
+        if all((out_dir / f"{s}.npz").exists() for s in splits):
+            return {s: (out_dir / f"{s}.npz", None) for s in splits}
+    if encoders is not None:
+        video_encoder, text_encoder = encoders
+    else:
+        video_encoder = VideoEncoder(config.frame_encoder, config.frame_convention)
+        text_encoder = TextEncoder(config.text_encoder, config.text_convention)
+    video_fn = tf.function(lambda frames: video_encoder(frames)[specs.VIDEO_TOKENS], reduce_retracing=True)
+    data_config = DataConfig(config.num_frames, config.frame_size, batch_size=batch_size)
+    results = {}
+    for split in splits:
+        ds, report = dataset_from_manifest(manifest, config.labels or None, data_config, split=split)
+        columns = {k: [] for k in (VIDEO_FEATURES, specs.LABEL_ID, specs.ROW, specs.TEXT, specs.CAPTION)}
+        for batch in tqdm(ds, desc=f"features {split}", unit="batch", disable=not progress):
+            columns[VIDEO_FEATURES].append(video_fn(batch[specs.FRAMES]).numpy().astype(np.float16))
+            for key in (specs.LABEL_ID, specs.ROW, specs.TEXT, specs.CAPTION):
+                columns[key].append(batch[key].numpy())
+        arrays = {k: np.concatenate(v) for k, v in columns.items()}
+        texts = [t.decode() for t in arrays[specs.TEXT]]
+        captions = [c.decode() for c in arrays[specs.CAPTION]]
+        table = encode_texts(text_encoder, texts + captions, config.max_text_tokens)
+        arrays[specs.TEXT_TOKENS] = np.stack([table[t][0] for t in texts]).astype(np.float16)
+        arrays[specs.TEXT_PADDING_MASK] = np.stack([table[t][1] for t in texts])
+        arrays[CAPTION_EMBEDDING] = np.stack([table[c][2] for c in captions]).astype(np.float32)
+        arrays[specs.TEXT] = arrays[specs.TEXT].astype(bytes)
+        arrays[specs.CAPTION] = arrays[specs.CAPTION].astype(bytes)
+        path = out_dir / f"{split}.npz"
+        np.savez(path, **arrays)
+        results[split] = (path, report)
+    meta_path.write_text(json.dumps({"signature": signature, "config": dataclasses.asdict(config)}, indent=2))
+    return results
+
+
+def load_features(path):
+    """Reads a split's `.npz` into a dict of numpy arrays (features as float32)."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    for key in (VIDEO_FEATURES, specs.TEXT_TOKENS):
+        arrays[key] = arrays[key].astype(np.float32)
+    return arrays
+
+
+MODEL_INPUTS = (VIDEO_FEATURES, specs.TEXT_TOKENS, specs.TEXT_PADDING_MASK, CAPTION_EMBEDDING)
+
+
+def features_dataset(arrays, batch_size=64, training=False, seed=0):
+    """`(inputs, targets)` batches for `build_feature_model`; targets: label ids, and a
+    placeholder for the similarity output (InfoNCE uses the diagonal)."""
+    inputs = {k: arrays[k] for k in MODEL_INPUTS}
+    targets = {"logits": arrays[specs.LABEL_ID], "similarity": np.zeros(len(arrays[specs.LABEL_ID]), np.float32)}
+    ds = tf.data.Dataset.from_tensor_slices((inputs, targets))
+    if training:
+        ds = ds.shuffle(len(arrays[specs.LABEL_ID]), seed=seed, reshuffle_each_iteration=True)
+    # drop_remainder in training: InfoNCE over a batch of 1 or 2 is degenerate.
+    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)

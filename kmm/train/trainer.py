@@ -1,0 +1,172 @@
+"""Training loops on `model.fit`: staged (frozen encoders on cached features, then optional
+fine-tuning of everything at a lower learning rate) and joint (everything from the start),
+as in the seed article's section 3.3.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kmm import specs
+from kmm.layers.retrieval import infonce_loss
+from kmm.models.builder import SIMILARITY, build_end_to_end, build_feature_model, build_parts
+from kmm.models.config import ModelConfig
+from kmm.models.towers import LOGITS
+from kmm.train.callbacks import RetrievalEvaluation
+from kmm.train.features import features_dataset
+
+TRAINING_MODES = ("staged", "joint")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimization settings. `mode`: staged (stage 1 on cached features; `finetune_epochs`
+    of stage 2 with trainable encoders) or joint (encoders trainable from the start)."""
+
+    mode: str = "staged"  # Choose from ['staged', 'joint']
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 10
+    finetune_epochs: int = 0
+    finetune_learning_rate: float = 1e-5
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.mode not in TRAINING_MODES:
+            raise ValueError(f"TrainConfig.mode must be one of {TRAINING_MODES}, got {self.mode!r}")
+
+
+def _losses(config):
+    losses, weights, metrics = {}, {}, {}
+    if "classification" in config.tasks:
+        losses[LOGITS] = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        weights[LOGITS] = config.classification_weight
+        metrics[LOGITS] = [keras.metrics.SparseCategoricalAccuracy(name="acc")]
+    if "retrieval" in config.tasks:
+        losses[SIMILARITY] = infonce_loss
+        weights[SIMILARITY] = config.retrieval_weight
+    return losses, weights, metrics
+
+
+def _compile(model, config, learning_rate, weight_decay, steps):
+    losses, weights, metrics = _losses(config)
+    view = keras.Model(model.input, {k: model.output[k] for k in losses}, name=model.name + "_train")
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1), alpha=0.05)
+    view.compile(keras.optimizers.AdamW(schedule, weight_decay=weight_decay), losses, weights, metrics=metrics)
+    return view
+
+
+def _callbacks(run_dir, parts, val_arrays, patience, stage):
+    run_dir = Path(run_dir)
+    callbacks = []
+    if val_arrays is not None and parts.text_tower is not None:
+        callbacks.append(RetrievalEvaluation(parts, val_arrays))
+    callbacks += [
+        keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "checkpoints" / f"{stage}.best.weights.h5"),
+            "val_loss",
+            save_best_only=True,
+            save_weights_only=True,
+        ),  # fmt: skip
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / stage)),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard" / stage)),
+        keras.callbacks.CSVLogger(str(run_dir / f"history_{stage}.csv")),
+    ]
+    return callbacks
+
+
+def train_on_features(config, train_arrays, val_arrays, train_config, run_dir, verbose=1):
+    """Stage 1: fits towers and heads on cached encoder outputs; returns `(parts, history)`."""
+    keras.utils.set_random_seed(train_config.seed)
+    feature_dim = train_arrays["video_features"].shape[-1]
+    text_dim = train_arrays[specs.TEXT_TOKENS].shape[-1]
+    parts = build_parts(config, feature_dim, text_dim)
+    model = build_feature_model(parts, feature_dim, text_dim)
+    train_ds = features_dataset(train_arrays, train_config.batch_size, training=True, seed=train_config.seed)
+    val_ds = features_dataset(val_arrays, train_config.batch_size)
+    steps = train_config.epochs * int(train_ds.cardinality())
+    view = _compile(model, config, train_config.learning_rate, train_config.weight_decay, steps)
+    history = view.fit(
+        train_ds, validation_data=val_ds, epochs=train_config.epochs, verbose=verbose,
+        callbacks=_callbacks(run_dir, parts, val_arrays, train_config.patience, "stage1"),
+    )  # fmt: skip
+    save_run(run_dir, parts, feature_dim, text_dim, train_config)
+    return parts, history
+
+
+def _raw_dataset(manifest, config, split, batch_size, training, seed):
+    from kmm.data.pipeline import DataConfig, dataset_from_manifest
+
+    sampling = "random_segment" if training else "uniform"
+    data_config = DataConfig(config.num_frames, config.frame_size, sampling, batch_size=batch_size, seed=seed)
+    ds, report = dataset_from_manifest(manifest, list(config.labels), data_config, training=training, split=split)
+
+    def to_xy(batch):
+        x = {specs.FRAMES: batch[specs.FRAMES], specs.TEXT: batch[specs.TEXT]}
+        if "retrieval" in config.tasks:
+            x[specs.CAPTION] = batch[specs.CAPTION]
+        return x, {LOGITS: batch[specs.LABEL_ID], SIMILARITY: tf.zeros_like(batch[specs.LABEL_ID], tf.float32)}
+
+    return ds.map(to_xy), report
+
+
+def train_end_to_end(parts, manifest, train_config, run_dir, epochs, learning_rate, verbose=1):
+    """Stage 2 (or joint training): encoders trainable, raw frames and strings in.
+
+    Returns the `EndToEnd` models and the history.
+    """
+    keras.utils.set_random_seed(train_config.seed)
+    config = parts.config
+    models = build_end_to_end(parts, trainable_encoders=True)
+    train_ds, _ = _raw_dataset(manifest, config, "train", train_config.batch_size, True, train_config.seed)
+    val_ds, _ = _raw_dataset(manifest, config, "val", train_config.batch_size, False, train_config.seed)
+    steps = epochs * max(1, int(sum(1 for _ in train_ds)))
+    view = _compile(models.trainer, config, learning_rate, train_config.weight_decay, steps)
+    history = view.fit(
+        train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose,
+        callbacks=_callbacks(run_dir, parts, None, train_config.patience, "stage2"),
+    )  # fmt: skip
+    return models, history
+
+
+def save_run(run_dir, parts, feature_dim, text_dim, train_config=None):
+    """Writes `config.json` and `model.weights.h5` (towers + heads) into `run_dir`."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(parts.config.to_json() + "\n")
+    meta = {"feature_dim": int(feature_dim), "text_dim": int(text_dim)}
+    if train_config is not None:
+        meta["train"] = dataclasses.asdict(train_config)
+    (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    build_feature_model(parts, feature_dim, text_dim).save_weights(run_dir / "model.weights.h5")
+
+
+def load_run(run_dir):
+    """Rebuilds the `Parts` saved by `save_run`."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.weights.h5").exists():
+        raise FileNotFoundError(f"{run_dir}: no trained model (model.weights.h5); run `kmm train` first.")
+    config = ModelConfig.from_json((run_dir / "config.json").read_text())
+    meta = json.loads((run_dir / "run.json").read_text())
+    parts = build_parts(config, meta["feature_dim"], meta["text_dim"])
+    model = build_feature_model(parts, meta["feature_dim"], meta["text_dim"])
+    model.load_weights(run_dir / "model.weights.h5")
+    return parts
+
+
+def predict_arrays(parts, arrays, batch_size=256):
+    """Class probabilities (or None) and frame attention for a features split."""
+    from kmm.train.features import MODEL_INPUTS
+
+    model = build_feature_model(parts, arrays["video_features"].shape[-1], arrays[specs.TEXT_TOKENS].shape[-1])
+    if parts.head is None:
+        return None, None
+    out = model.predict({k: arrays[k] for k in MODEL_INPUTS}, batch_size=batch_size, verbose=0)
+    return np.asarray(keras.ops.softmax(out[LOGITS])), np.asarray(out["frame_attention"])

@@ -1,0 +1,129 @@
+import keras
+import numpy as np
+import pytest
+
+from kmm.layers import (
+    AttentionPooling,
+    ConcatFusion,
+    CrossModalAttention,
+    CrossModalFusion,
+    L2Normalize,
+    PositionEmbedding,
+    RecurrentTemporal,
+    SimilarityLogits,
+    TemporalPooling,
+    TemporalTransformer,
+    TransformerBlock,
+)
+from kmm.layers.retrieval import infonce_loss
+from tests.helpers import run_layer_test
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(3, 6, 8)).astype("float32")
+TEXT = RNG.normal(size=(3, 5, 8)).astype("float32")
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def numpy_multi_head_attention(mha, query, value, mask=None):
+    """softmax(Q K^T / sqrt(d_k)) V per head, then the output projection (seed article 4.1)."""
+    wq, bq, wk, bk, wv, bv, wo, bo = (w.numpy() for w in mha.weights)
+    q = np.einsum("btd,dhk->bhtk", query, wq) + bq[None, :, None, :]
+    k = np.einsum("bsd,dhk->bhsk", value, wk) + bk[None, :, None, :]
+    v = np.einsum("bsd,dhk->bhsk", value, wv) + bv[None, :, None, :]
+    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = np.where(mask[:, None], scores, -1e9)
+    weights = _softmax(scores)
+    heads = weights @ v  # (b, h, t, k)
+    return np.einsum("bhtk,hkd->btd", heads, wo) + bo, weights
+
+
+def test_cross_modal_attention_equals_the_formula():
+    layer = CrossModalAttention(num_heads=2, dropout=0.0)
+    mask = np.ones((3, 5), bool)
+    mask[1, 3:] = False
+    out, scores = layer(X, TEXT, context_mask=mask, return_attention_scores=True)
+    expected, weights = numpy_multi_head_attention(layer.attention, X, TEXT, mask[:, None, :])
+    np.testing.assert_allclose(scores, weights, atol=1e-5)
+    np.testing.assert_allclose(layer.attention(X, TEXT, attention_mask=mask[:, None, :]), expected, atol=1e-4)
+    assert np.allclose(scores[1, :, :, 3:], 0), "padded text tokens get no attention"
+    assert out.shape == X.shape
+
+
+def test_padding_equals_no_padding():
+    """A padded clip with its mask gives the same outputs as the unpadded clip."""
+    padded = np.concatenate([X, RNG.normal(size=(3, 2, 8)).astype("float32") * 100], axis=1)
+    mask = np.concatenate([np.ones((3, 6), bool), np.zeros((3, 2), bool)], axis=1)
+    for layer in (TemporalPooling("mean"), TemporalPooling("max"), AttentionPooling(2)):
+        np.testing.assert_allclose(
+            layer(padded, padding_mask=mask), layer(X, padding_mask=np.ones((3, 6), bool)), atol=1e-5
+        )
+    block = TransformerBlock(2, dropout=0.0)
+    full = block(padded, padding_mask=mask)
+    np.testing.assert_allclose(full[:, :6], block(X), atol=1e-5)
+    rnn = RecurrentTemporal("gru", 4)
+    np.testing.assert_allclose(rnn(padded, padding_mask=mask)[:, :6], rnn(X), atol=1e-5)
+    fusion = CrossModalAttention(2, dropout=0.0)
+    pad_text = np.concatenate([TEXT, np.full((3, 3, 8), 50.0, "float32")], axis=1)
+    text_mask = np.concatenate([np.ones((3, 5), bool), np.zeros((3, 3), bool)], axis=1)
+    np.testing.assert_allclose(fusion(X, pad_text, context_mask=text_mask), fusion(X, TEXT), atol=1e-5)
+
+
+def test_mean_pooling_is_order_blind_and_the_transformer_is_not():
+    reversed_x = X[:, ::-1]
+    np.testing.assert_allclose(TemporalPooling("mean")(X), TemporalPooling("mean")(reversed_x), atol=1e-6)
+    layer = TemporalTransformer(1, 2, dropout=0.0)
+    pool = AttentionPooling(2)
+    assert not np.allclose(pool(layer(X)), pool(layer(reversed_x)), atol=1e-4)
+
+
+def test_similarity_and_infonce():
+    v = L2Normalize()(RNG.normal(size=(4, 8)).astype("float32"))
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1, atol=1e-6)
+    sim = SimilarityLogits(initial_temperature=0.5)
+    logits = sim(v, v)
+    np.testing.assert_allclose(logits, 2.0 * (v.numpy() @ v.numpy().T), atol=1e-5)
+    loss = infonce_loss(None, logits).numpy()
+    log_softmax = logits.numpy() - np.log(np.exp(logits.numpy()).sum(1, keepdims=True))
+    expected = -np.diag(log_softmax)  # symmetric matrix: both directions equal
+    np.testing.assert_allclose(loss, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make, inputs",
+    [
+        (lambda: TemporalPooling("max"), X),
+        (lambda: PositionEmbedding(16), X),
+        (lambda: TransformerBlock(2), X),
+        (lambda: TemporalTransformer(2, 2), X),
+        (lambda: RecurrentTemporal("lstm", 8), X),
+        (lambda: AttentionPooling(2), X),
+    ],
+    ids=["pooling", "position", "block", "transformer", "lstm", "attention_pooling"],
+)
+def test_layer_contract(make, inputs, tmp_path):
+    run_layer_test(make, inputs, tmp_path)
+
+
+def test_two_input_layers_round_trip(tmp_path):
+    video, text = keras.Input((6, 8)), keras.Input((5, 8))
+    text_mask = keras.Input((5,), dtype="bool")
+    fused_v, fused_t = CrossModalFusion(2, 2, co_attention=True, name="fusion")(video, text, text_mask=text_mask)
+    concat = ConcatFusion(8, name="concat")(keras.layers.GlobalAveragePooling1D()(fused_v), fused_t[:, 0])
+    model = keras.Model([video, text, text_mask], keras.layers.Dense(2)(concat))
+    inputs = [X, TEXT, np.ones((3, 5), bool)]
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras")(inputs), model(inputs), atol=1e-5)
+    config = model.get_layer("fusion").get_config()
+    assert config["co_attention"] and config["num_layers"] == 2
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        TemporalPooling("median")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        RecurrentTemporal("rnn")

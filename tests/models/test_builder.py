@@ -1,0 +1,105 @@
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kmm import specs
+from kmm.models.builder import build_end_to_end, build_feature_model, build_parts
+from kmm.models.config import FUSIONS, PRESETS, TEMPORAL_MODELS, ModelConfig
+
+LABELS = ("left", "right", "still")
+FEATURE_DIM, TEXT_DIM = 256, 32  # 64 cells x 4 channels (the tiny preset)
+
+
+def _inputs(n=4, frames=4, tokens=5, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = np.ones((n, tokens), bool)
+    mask[0, 2:] = False
+    return {
+        "video_features": rng.normal(size=(n, frames, FEATURE_DIM)).astype("float32"),
+        specs.TEXT_TOKENS: rng.normal(size=(n, tokens, TEXT_DIM)).astype("float32"),
+        specs.TEXT_PADDING_MASK: mask,
+        "caption_embedding": rng.normal(size=(n, TEXT_DIM)).astype("float32"),
+    }
+
+
+@pytest.mark.parametrize("temporal, fusion", list(itertools.product(TEMPORAL_MODELS, FUSIONS)))
+def test_every_option_builds_and_runs(temporal, fusion):
+    config = PRESETS["tiny"].replace(labels=LABELS, temporal=temporal, fusion=fusion)
+    parts = build_parts(config, FEATURE_DIM, TEXT_DIM)
+    out = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)(_inputs())
+    assert out["logits"].shape == (4, 3) and out["similarity"].shape == (4, 4)
+    np.testing.assert_allclose(out["frame_attention"].numpy().sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("tasks", [("classification",), ("retrieval",)])
+def test_single_task_variants(tasks):
+    parts = build_parts(PRESETS["tiny"].replace(labels=LABELS, tasks=tasks), FEATURE_DIM, TEXT_DIM)
+    out = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)(_inputs())
+    assert set(out) == ({"logits", "frame_attention"} if tasks == ("classification",) else {"similarity"})
+
+
+def test_config_validation_and_json_round_trip():
+    with pytest.raises(ValueError, match="temporal must be one of"):
+        ModelConfig(temporal="conv")
+    with pytest.raises(ValueError, match="needs `ModelConfig.labels`"):
+        build_parts(ModelConfig(), FEATURE_DIM, TEXT_DIM)
+    config = PRESETS["tiny"].replace(labels=LABELS, fusion="concat")
+    assert ModelConfig.from_json(config.to_json()) == config
+
+
+def test_fit_reduces_the_loss():
+    """Labels depend on the order of frames (a 'direction'), which mean pooling cannot see."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
+    n = 256
+    base = rng.normal(size=(n, 1, FEATURE_DIM)).astype("float32")
+    ramp = np.linspace(-1, 1, 4, dtype="float32")[None, :, None]
+    labels = rng.integers(0, 2, size=n)
+    direction = np.where(labels[:, None, None] == 1, ramp, -ramp)
+    x = _inputs(n)
+    x["video_features"] = base + 2 * direction * rng.normal(size=(1, 1, FEATURE_DIM)).astype("float32")
+    x["caption_embedding"] = x["video_features"].mean(1)[:, :TEXT_DIM]
+    config = PRESETS["tiny"].replace(
+        labels=("a", "b"), temporal="transformer", fusion="none", dropout=0.0, tasks=("classification",)
+    )
+    parts = build_parts(config, FEATURE_DIM, TEXT_DIM)
+    model = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)
+    from kmm.train.trainer import _compile
+
+    view = _compile(model, config, 3e-3, 0.0, steps=400)
+    y = {"logits": labels}
+    before = view.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    view.fit(x, y, batch_size=32, epochs=12, verbose=0)
+    after = view.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    assert after["loss"] < 0.5 * before["loss"]
+    acc = after.get("logits_acc", after.get("acc"))
+    assert acc > 0.9, after
+
+
+def test_end_to_end_models_share_the_trained_parts(tiny_encoders, tmp_path):
+    from kmm.hub.encoders import TextEncoder, VideoEncoder
+
+    config = PRESETS["tiny"].replace(labels=LABELS)
+    frames = tf.constant(np.random.default_rng(0).integers(0, 256, size=(2, 4, 32, 32, 3), dtype=np.uint8))
+    feature_dim = VideoEncoder(config.frame_encoder, config.frame_convention)(frames)[specs.VIDEO_TOKENS].shape[-1]
+    parts = build_parts(config, feature_dim, 32)
+    models = build_end_to_end(parts)
+    text = tf.constant(["the red circle", ""])
+    out = models.classifier({specs.FRAMES: frames, specs.TEXT: text})
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(1), 1, atol=1e-5)
+    # The classifier equals the feature model fed with the encoders' outputs.
+    v = VideoEncoder(config.frame_encoder, config.frame_convention)(frames)[specs.VIDEO_TOKENS]
+    t = TextEncoder(config.text_encoder)(text)
+    feats = {"video_features": v, specs.TEXT_TOKENS: t[specs.TEXT_TOKENS],
+             specs.TEXT_PADDING_MASK: t[specs.TEXT_PADDING_MASK], "caption_embedding": t[specs.TEXT_EMBEDDING]}  # fmt: skip
+    logits = build_feature_model(parts, feature_dim, 32)(feats)["logits"]
+    np.testing.assert_allclose(out["probabilities"], keras.ops.softmax(logits), atol=1e-5)
+    emb = models.video_embedder(frames).numpy()
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    models.classifier.save(tmp_path / "classifier.keras")
+    reloaded = keras.models.load_model(tmp_path / "classifier.keras")
+    np.testing.assert_allclose(reloaded({specs.FRAMES: frames, specs.TEXT: text})["probabilities"],
+                               out["probabilities"], atol=1e-5)  # fmt: skip

@@ -1,0 +1,108 @@
+import json
+
+import numpy as np
+import pytest
+
+from kmm.data.synth import generate
+from kmm.models.config import PRESETS
+from kmm.train import features as feats
+from kmm.train.trainer import TrainConfig, load_run, train_end_to_end, train_on_features
+
+SPLITS = ("train", "val", "test")
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory, tiny_encoders):
+    root = tmp_path_factory.mktemp("train")
+    manifest = generate.generate(root / "shapes", generate.PRESETS["tiny"], workers=1, progress=False)
+    config = PRESETS["tiny"].replace(labels=tuple(generate.label_names()))
+    paths = feats.extract_features(manifest, config, root / "features", SPLITS, batch_size=8, progress=False)
+    return root, manifest, config, {s: feats.load_features(paths[s][0]) for s in SPLITS}
+
+
+def test_features_are_cached_and_consistent(tiny_setup):
+    root, manifest, config, arrays = tiny_setup
+    train = arrays["train"]
+    assert train["video_features"].shape == (24, 4, 64 * 16)  # 64 cells x 16 channels (tiny CNN, 32 px)
+    assert train["text_tokens"].shape == (24, config.max_text_tokens, 32)
+    empty = np.array([t == b"" for t in train["text"]])
+    assert (train["text_padding_mask"][empty].sum(1) == 2).all()  # [CLS] [SEP]
+    again = feats.extract_features(manifest, config, root / "features", SPLITS, progress=False)
+    assert all(report is None for _, report in again.values()), "a matching cache is reused"
+
+
+def test_staged_training_writes_a_reloadable_run(tiny_setup, tmp_path):
+    from kmm.eval.evaluate import evaluate_run
+    from kmm.train.trainer import predict_arrays
+
+    _, _, config, arrays = tiny_setup
+    run = tmp_path / "run"
+    parts, history = train_on_features(
+        config, arrays["train"], arrays["val"], TrainConfig(epochs=2, batch_size=8), run, verbose=0
+    )
+    assert len(history.history["loss"]) == 2 and "val_t2v_r1" in history.history
+    for name in ("config.json", "run.json", "model.weights.h5", "history_stage1.csv"):
+        assert (run / name).exists(), name
+    assert any((run / "tensorboard" / "stage1").rglob("*tfevents*"))
+    reloaded = load_run(run)
+    np.testing.assert_allclose(
+        predict_arrays(reloaded, arrays["val"])[0], predict_arrays(parts, arrays["val"])[0], atol=1e-5
+    )
+    results = evaluate_run(
+        parts, {"val": arrays["val"], "test": arrays["test"]}, run / "eval", [run / "history_stage1.csv"]
+    )
+    assert 0 <= results["test"]["classification"]["accuracy"] <= 1
+    assert set(results["test"]["retrieval"]) == {"text_to_video", "video_to_text"}
+    for name in ("metrics.json", "metrics.md", "confusion_test.png", "recall.png", "training_curves.png"):
+        assert (run / "eval" / name).exists(), name
+
+
+def test_stage2_fine_tunes_the_encoders(tiny_setup, tmp_path):
+    _, manifest, config, arrays = tiny_setup
+    parts, _ = train_on_features(
+        config, arrays["train"], arrays["val"], TrainConfig(epochs=1, batch_size=8), tmp_path, verbose=0
+    )
+    train_config = TrainConfig(batch_size=8)
+    models, history = train_end_to_end(parts, manifest, train_config, tmp_path, epochs=1, learning_rate=1e-3, verbose=0)
+    encoder_vars = models.video_encoder.module._module.trainable_variables
+    assert models.video_encoder.trainable and len(models.trainer.trainable_weights) > len(
+        parts.video_tower.trainable_weights
+    )
+    assert np.isfinite(history.history["loss"][0])
+    # The module's own variables moved (they are the ones Keras trained).
+    from kmm.hub.handles import load_module
+
+    fresh = load_module(config.frame_encoder).trainable_variables
+    assert any(not np.allclose(a.numpy(), b.numpy()) for a, b in zip(encoder_vars, fresh, strict=True))
+
+
+def test_joint_training_from_a_config_file(tiny_setup, tmp_path):
+    from kmm.train.run import evaluate_saved_run, train_from_config
+
+    _, manifest, _, _ = tiny_setup
+    data = {
+        "manifest": str(manifest),
+        "run_dir": str(tmp_path / "joint"),
+        "model": {"preset": "tiny", "fusion": "concat"},
+        "train": {"mode": "joint", "epochs": 1, "batch_size": 8},
+    }
+    parts, run_dir, _ = train_from_config(data, verbose=0)
+    assert parts.config.fusion == "concat" and (run_dir / "model.weights.h5").exists()
+    # Fine-tuned encoders are kept, and evaluation used them.
+    assert (run_dir / "end_to_end.keras").exists()
+    assert (run_dir / "features.txt").read_text().strip().endswith("features-finetuned")
+    assert json.loads((run_dir / "run.json").read_text())["train"]["mode"] == "joint"
+    staged = dict(data, run_dir=str(tmp_path / "staged"), train={"epochs": 1, "batch_size": 8})
+    _, staged_dir, _ = train_from_config(staged, verbose=0)
+    results = evaluate_saved_run(staged_dir)
+    assert {"val", "test", "compositional"} <= set(results)
+
+
+def test_quickstart_cli_tiny(tiny_encoders, tmp_path, capsys):
+    from kmm.cli import main
+
+    assert main(["quickstart", "--size", "tiny", "--model", "tiny", "--epochs", "1", "--batch-size", "8",
+                 "--run-dir", str(tmp_path / "qs")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| compositional |" in out and "Wall time" in out
+    assert (tmp_path / "qs" / "eval" / "metrics.md").exists()
