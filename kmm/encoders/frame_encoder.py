@@ -33,11 +33,14 @@ def export_frame_encoder(export_dir, cnn, image_size, manifest):
         shape = tf.shape(frames)
         outputs = cnn(preprocess_frames(frames, image_size), training=training)
         unflatten = lambda x: tf.reshape(x, tf.concat([shape[:2], tf.shape(x)[1:]], axis=0))  # noqa: E731
-        return {
+        result = {
             specs.FRAME_FEATURES: unflatten(outputs["features"]),  # (batch, frames, dim)
             specs.FRAME_LOGITS: unflatten(outputs["logits"]),  # (batch, frames, classes)
-            specs.FRAME_FEATURE_MAP: unflatten(outputs["feature_map"]),  # (batch, frames, h', w', c)
+            specs.FRAME_FEATURE_MAP: unflatten(outputs["feature_map"]),  # (batch, frames, h/32, w/32, c)
         }
+        if "feature_map_16" in outputs:
+            result[specs.FRAME_FEATURE_MAP_16] = unflatten(outputs["feature_map_16"])  # (batch, frames, h/16, w/16, c)
+        return result
 
     manifest = {
         **manifest,

@@ -3,7 +3,8 @@
 | convention | handle (for users with network) | call | frames in | output used |
 |---|---|---|---|---|
 | `kmm-frames` | `kmm://efficientnet-lite0` | `module(frames)` | uint8 `(b, t, h, w, 3)` | `features` `(b, t, d)` |
-| `kmm-frames-spatial` | `kmm://efficientnet-lite0@128` | `module(frames)` | uint8 | `feature_map` `(b, t, h', w', c)`, flattened to `(b, t, h'*w'*c)` |
+| `kmm-frames-spatial` | `kmm://efficientnet-lite0@128` | `module(frames)` | uint8 | `feature_map` `(b, t, h/32, w/32, c)`, flattened to `(b, t, cells*c)` |
+| `kmm-frames-spatial16` | `kmm://efficientnet-lite0@128` | `module(frames)` | uint8 | `feature_map_16` `(b, t, h/16, w/16, c)`, flattened |
 | `s3d-milnce` | `https://tfhub.dev/deepmind/mil-nce/s3d/1` | `signatures["video"]` | float [0, 1], 224 px | `mixed_5c` `(b, 1024)` |
 | `i3d-kinetics-400` | `https://tfhub.dev/deepmind/i3d-kinetics-400/1` | `signatures["default"]` | float [0, 1], 224 px | `default` logits `(b, 400)` |
 | `movinet` | `https://tfhub.dev/tensorflow/movinet/a0/base/kinetics-600/classification/3` | `signatures["serving_default"](image=...)` | float [0, 1], 172 px | `classifier_head` `(b, 600)` |
@@ -52,6 +53,7 @@ class TextConvention:
 VIDEO_CONVENTIONS = {
     "kmm-frames": VideoConvention(None, specs.FRAME_FEATURES, UINT8, None, pooled=False),
     "kmm-frames-spatial": VideoConvention(None, specs.FRAME_FEATURE_MAP, UINT8, None, pooled=False),
+    "kmm-frames-spatial16": VideoConvention(None, specs.FRAME_FEATURE_MAP_16, UINT8, None, pooled=False),
     "s3d-milnce": VideoConvention("video", "mixed_5c", UNIT, 224, pooled=True),
     "i3d-kinetics-400": VideoConvention("default", "default", UNIT, 224, pooled=True),
     "movinet": VideoConvention("serving_default", "classifier_head", UNIT, 172, pooled=True, input_key="image"),

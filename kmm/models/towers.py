@@ -40,7 +40,8 @@ def build_video_tower(config, feature_dim):
     feature map) and become `t * cells` spatio-temporal tokens with learned positions, so
     attention can follow an object from cell to cell. `mean` / `max` pool each cell over
     time (order-blind by construction); `lstm` / `gru` run over one projected vector per
-    frame; `transformer` attends over all `t * cells` tokens.
+    frame (the flattened map: where things are, and what changed since the last frame);
+    `transformer` attends over all `t * cells` tokens.
     """
     features = keras.Input((config.num_frames, feature_dim), name=VIDEO_FEATURES)
     cells = 1 if config.temporal in ("lstm", "gru") else config.spatial_cells
@@ -63,14 +64,14 @@ def build_video_tower(config, feature_dim):
     elif config.temporal in ("mean", "max"):
         tokens = x
         pooled = TemporalPooling(config.temporal, name="temporal_pooling")(x)
+    elif config.temporal == "transformer":
+        tokens = TemporalTransformer(
+            config.temporal_layers, config.num_heads, max_length=config.num_frames * cells,
+            dropout=config.dropout, name="temporal_transformer",
+        )(x)  # fmt: skip
+        pooled = AttentionPooling(config.num_heads, name="temporal_attention_pooling")(tokens)
     else:
-        if config.temporal == "transformer":
-            tokens = TemporalTransformer(
-                config.temporal_layers, config.num_heads, max_length=config.num_frames * cells,
-                dropout=config.dropout, name="temporal_transformer",
-            )(x)  # fmt: skip
-        else:
-            tokens = RecurrentTemporal(config.temporal, config.dim, name=f"temporal_{config.temporal}")(x)
+        tokens = RecurrentTemporal(config.temporal, config.dim, name=f"temporal_{config.temporal}")(x)
         pooled = AttentionPooling(config.num_heads, name="temporal_attention_pooling")(tokens)
     embedding = keras.layers.Dense(config.dim, name="video_embedding_projection")(pooled)
     embedding = L2Normalize(name="video_embedding_norm")(embedding)

@@ -51,7 +51,8 @@ def run_quickstart(run_dir=None, data_size="default", model_preset="default", tr
         f"[3/5] Stage-1 features: {config.num_frames} frames/clip through {config.frame_encoder}, texts through {config.text_encoder}"
     )
     t0 = time.perf_counter()
-    feature_dir = run_dir.parent / f"features-{data_size}-{config.frame_encoder.split('//')[-1]}"
+    encoder = config.frame_encoder.split("//")[-1]
+    feature_dir = run_dir.parent / f"features-{data_size}-{encoder}-{config.frame_convention}"
     reports = feats.extract_features(manifest, config, feature_dir, SPLITS, progress=verbose > 0)
     for split, (_, report) in reports.items():
         if report is not None and report.skipped:
