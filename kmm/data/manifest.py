@@ -70,17 +70,19 @@ def _raw_records(path):
             raise ManifestError(f"{path}: unknown manifest format {suffix!r}; use .csv or .jsonl")
 
 
-def read_manifest(path, report=None, label_names=None, strict=False):
+def read_manifest(path, report=None, label_names=None, strict=False, require=()):
     """Reads and validates a manifest; bad rows are skipped and recorded in `report`.
 
-    Row checks: missing `video`, non-UTF-8 or overlong (> 2000 chars) text fields, a label
-    outside `label_names` (when given), and exact duplicate rows.
+    Row checks: missing `video`, non-UTF-8 or overlong (> 2000 chars) text fields, empty
+    `require`d fields (e.g. `caption` for retrieval training), a label outside
+    `label_names` (when given), and exact duplicate rows.
 
     Args:
         path: str or Path. A `.csv` or `.jsonl` manifest.
         report: `DataReport` or None. Receives read / skip counts.
         label_names: list of str or None. Allowed labels; others are `unknown_label`.
         strict: bool. Raise on the first bad row instead of skipping it.
+        require: iterable of column names that must be non-empty (e.g. `("caption",)`).
 
     Returns:
         list of `Row` with absolute video paths.
@@ -107,6 +109,9 @@ def read_manifest(path, report=None, label_names=None, strict=False):
         video = fields.get(specs.VIDEO, "")
         if not problem and not video:
             problem = ("missing_video_path", "empty 'video' field")
+        for column in require:
+            if not problem and not fields.get(column):
+                problem = (f"empty_{column}", f"'{column}' is empty but required")
         if not problem and allowed is not None and fields[specs.LABEL] and fields[specs.LABEL] not in allowed:
             problem = ("unknown_label", f"label {fields[specs.LABEL]!r} is not one of the {len(allowed)} known labels")
         if not problem:

@@ -154,16 +154,19 @@ def _drop_flag(element, ok):
     return element
 
 
-def dataset_from_manifest(path, label_names=None, config=DataConfig(), training=False, split=None, strict=False):
+def dataset_from_manifest(
+    path, label_names=None, config=DataConfig(), training=False, split=None, strict=False, require=()
+):
     """`read_manifest` + `build_dataset` with one shared report; returns `(dataset, report)`.
 
     Args:
         split: str or None. Keep only rows of this split (others are not counted as read).
+        require: columns that must be non-empty, e.g. `("caption",)` for retrieval.
     """
     from kmm.data.manifest import read_manifest
 
     report = DataReport()
-    rows = read_manifest(path, report, label_names=label_names, strict=strict)
+    rows = read_manifest(path, report, label_names=label_names, strict=strict, require=require)
     if split is not None:
         other = [r for r in rows if r.split != split]
         rows = [r for r in rows if r.split == split]

@@ -77,7 +77,8 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
     data_config = DataConfig(config.num_frames, config.frame_size, batch_size=batch_size)
     results = {}
     for split in splits:
-        ds, report = dataset_from_manifest(manifest, config.labels or None, data_config, split=split)
+        require = ("caption",) if "retrieval" in config.tasks else ()
+        ds, report = dataset_from_manifest(manifest, config.labels or None, data_config, split=split, require=require)
         columns = {k: [] for k in (VIDEO_FEATURES, specs.LABEL_ID, specs.ROW, specs.TEXT, specs.CAPTION)}
         for batch in tqdm(ds, desc=f"features {split}", unit="batch", disable=not progress):
             columns[VIDEO_FEATURES].append(video_fn(batch[specs.FRAMES]).numpy().astype(np.float16))

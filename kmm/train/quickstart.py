@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kmm import paths
 from kmm.data.synth import generate
+from kmm.models.builder import build_end_to_end
 from kmm.models.config import PRESETS
 from kmm.train import features as feats
 from kmm.train.trainer import TrainConfig, train_on_features
@@ -67,10 +68,12 @@ def run_quickstart(run_dir=None, data_size="default", model_preset="default", tr
     step("training", t0)
     (run_dir / "features.txt").write_text(str(feature_dir) + "\n")
 
-    log("[5/5] Evaluation on val / test / compositional")
+    log("[5/5] Evaluation on val / test / compositional, and the end-to-end model saved")
     t0 = time.perf_counter()
     histories = [run_dir / "history_stage1.csv"]
     results = evaluate_run(parts, {s: arrays[s] for s in SPLITS[1:]}, run_dir / "eval", histories)
+    # Raw frames + text in, probabilities + frame attention out (until the serving export).
+    build_end_to_end(parts).classifier.save(run_dir / "classifier.keras")
     step("evaluation", t0)
     timings["total"] = round(time.perf_counter() - start, 1)
     (run_dir / "quickstart.json").write_text(

@@ -28,7 +28,7 @@ class TrainConfig:
     of stage 2 with trainable encoders) or joint (encoders trainable from the start)."""
 
     mode: str = "staged"  # Choose from ['staged', 'joint']
-    epochs: int = 40
+    epochs: int = 15
     batch_size: int = 64
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
@@ -106,7 +106,10 @@ def _raw_dataset(manifest, config, split, batch_size, training, seed):
 
     sampling = "random_segment" if training else "uniform"
     data_config = DataConfig(config.num_frames, config.frame_size, sampling, batch_size=batch_size, seed=seed)
-    ds, report = dataset_from_manifest(manifest, list(config.labels), data_config, training=training, split=split)
+    require = ("caption",) if "retrieval" in config.tasks else ()
+    ds, report = dataset_from_manifest(
+        manifest, list(config.labels), data_config, training=training, split=split, require=require
+    )
 
     def to_xy(batch):
         x = {specs.FRAMES: batch[specs.FRAMES], specs.TEXT: batch[specs.TEXT]}

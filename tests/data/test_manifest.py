@@ -94,3 +94,12 @@ def test_importers(tmp_path):
         ("video1.mp4", "val", "cars race"),
         ("video0.mp4", "train", "someone performs"),
     ]
+
+
+def test_required_columns(tmp_path):
+    path = _csv(tmp_path, "video,caption\na.mp4,a dog runs\nb.mp4,\nc.mp4,   \n")
+    report = DataReport()
+    rows = read_manifest(path, report, require=("caption",))
+    assert [r.video.rsplit("/", 1)[1] for r in rows] == ["a.mp4"]
+    assert [s.reason for s in report.skipped] == ["empty_caption", "empty_caption"]
+    assert len(read_manifest(path)) == 3, "captions are optional unless required"

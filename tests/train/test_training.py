@@ -106,3 +106,10 @@ def test_quickstart_cli_tiny(tiny_encoders, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| compositional |" in out and "Wall time" in out
     assert (tmp_path / "qs" / "eval" / "metrics.md").exists()
+    import keras
+    import tensorflow as tf
+
+    classifier = keras.models.load_model(tmp_path / "qs" / "classifier.keras")
+    frames = tf.constant(np.zeros((1, 4, 32, 32, 3), np.uint8))
+    probabilities = classifier({"frames": frames, "text": tf.constant(["the red circle"])})["probabilities"]
+    assert probabilities.shape == (1, 8) and abs(float(np.sum(probabilities)) - 1) < 1e-5

@@ -32,7 +32,7 @@ class SynthConfig:
     num_frames: int = 32
     fps: int = 8
     frame_size: int = 128
-    train: int = 2400
+    train: int = 6000
     val: int = 400
     test: int = 1000
     compositional: int = 400
@@ -127,6 +127,3 @@ def generate(out_dir, config=PRESETS["default"], workers=2, force=False, progres
 def label_names():
     """kmm-shapes' class names, in label-id order."""
     return list(vocab.ACTIONS)
-
-
-__all__ = ["SynthConfig", "PRESETS", "generate", "held_out_triples", "make_sample", "label_names"]

@@ -69,11 +69,7 @@ def sample_object(rng, color, shape, action, frame_size, num_frames):
         high = frame_size - margin - max(0.0, d * steps)
         return rng.uniform(low, high) if high > low else frame_size / 2
 
-    return vocab_object(color, shape, action, start(dx), start(dy), size0, rng.uniform(0, 360), dx, dy, scale, spin)
-
-
-def vocab_object(*args):
-    return ObjectTrack(*args)
+    return ObjectTrack(color, shape, action, start(dx), start(dy), size0, rng.uniform(0, 360), dx, dy, scale, spin)
 
 
 def sample_scene(rng, num_objects, frame_size, num_frames, allowed_triples, target=None):
