@@ -2,7 +2,7 @@
 
 Trains stage 1 on the quickstart's cached features (run `kmm quickstart` first) for each
 variant and evaluates on the test and compositional splits. Rows:
-- fusion = none (video only) / concat / cross_attention / co_attention, with temporal = lstm;
+- fusion = none (video only) / concat / cross_attention / co_attention / text_guided, with temporal = lstm;
 - temporal = mean / lstm / transformer, with fusion = co_attention.
 
 Run: .venv/bin/python benchmarks/ablation.py [--epochs 25] [--out benchmarks/results/ablation.json]
@@ -25,6 +25,7 @@ VARIANTS = [
     ("lstm", "concat"),
     ("lstm", "cross_attention"),
     ("lstm", "co_attention"),
+    ("lstm", "text_guided"),
     ("mean", "co_attention"),
     ("transformer", "co_attention"),
 ]

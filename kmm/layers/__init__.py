@@ -1,6 +1,6 @@
 """Keras 3 layers for video-text fusion, built on `keras.layers.MultiHeadAttention`."""
 
-from kmm.layers.fusion import ConcatFusion, CrossModalAttention, CrossModalFusion
+from kmm.layers.fusion import ConcatFusion, CrossModalAttention, CrossModalFusion, TextGuidedPooling
 from kmm.layers.retrieval import L2Normalize, SimilarityLogits
 from kmm.layers.temporal import (
     AttentionPooling,
@@ -22,5 +22,6 @@ __all__ = [
     "SimilarityLogits",
     "TemporalPooling",
     "TemporalTransformer",
+    "TextGuidedPooling",
     "TransformerBlock",
 ]

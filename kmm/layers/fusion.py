@@ -153,3 +153,53 @@ class CrossModalFusion(keras.layers.Layer):
             "co_attention": self.co_attention,
             "dropout": self.dropout,
         }
+
+
+@keras.saving.register_keras_serializable(package="kmm")
+class TextGuidedPooling(keras.layers.Layer):
+    """In every frame, a text query attends over that frame's spatial cells.
+
+    Binds a referring expression ("the red circle") to the cells where that object is, so
+    what follows over time is one object's features, not a mix of all objects.
+    `weights[t] = softmax_cells((W_k cells[t]) . (W_q query) / sqrt(d))`; output
+    `sum_cells weights[t] * cells[t]`.
+
+    Args:
+        num_frames: int. Frames in the token axis.
+        cells: int. Cells per frame (tokens are frame-major).
+
+    Call arguments:
+        cells_tokens: `(batch, frames * cells, dim)`.
+        query: `(batch, dq)`.
+        return_attention_scores: bool. Also return the `(batch, frames, cells)` weights.
+
+    Returns:
+        `(batch, frames, dim)`.
+    """
+
+    def __init__(self, num_frames, cells, **kwargs):
+        super().__init__(**kwargs)
+        self.num_frames, self.cells = num_frames, cells
+
+    def build(self, cells_tokens_shape, query_shape):
+        dim = cells_tokens_shape[-1]
+        self.query_projection = keras.layers.Dense(dim, name="query")
+        self.key_projection = keras.layers.Dense(dim, name="key")
+        self.query_projection.build(query_shape)
+        self.key_projection.build(cells_tokens_shape)
+
+    def call(self, cells_tokens, query, return_attention_scores=False):
+        dim = ops.shape(cells_tokens)[-1]
+        keys = self.key_projection(cells_tokens)  # (b, t * cells, d)
+        q = self.query_projection(query)[:, None, :]  # (b, 1, d)
+        scores = ops.sum(keys * q, axis=-1) / ops.sqrt(ops.cast(dim, keys.dtype))
+        weights = ops.softmax(ops.reshape(scores, (-1, self.num_frames, self.cells)), axis=-1)
+        grid = ops.reshape(cells_tokens, (-1, self.num_frames, self.cells, dim))
+        pooled = ops.sum(grid * weights[..., None], axis=2)  # (b, t, d)
+        return (pooled, weights) if return_attention_scores else pooled
+
+    def compute_output_shape(self, cells_tokens_shape, query_shape):
+        return (cells_tokens_shape[0], self.num_frames, cells_tokens_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "num_frames": self.num_frames, "cells": self.cells}

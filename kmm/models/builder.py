@@ -16,6 +16,7 @@ from kmm.models.towers import (
     CAPTION_EMBEDDING,
     FRAME_ATTENTION,
     LOGITS,
+    VIDEO_CELLS,
     VIDEO_FEATURES,
     build_classification_head,
     build_text_tower,
@@ -55,14 +56,15 @@ def build_parts(config, feature_dim, text_dim):
 def _heads(parts, video, text_tokens, text_mask, caption_embedding):
     outputs = {}
     if parts.head is not None:
-        out = parts.head(
-            {
-                specs.VIDEO_TOKENS: video[specs.VIDEO_TOKENS],
-                "video_pooled": video["video_pooled"],
-                specs.TEXT_TOKENS: text_tokens,
-                specs.TEXT_PADDING_MASK: text_mask,
-            }
-        )
+        head_inputs = {
+            specs.VIDEO_TOKENS: video[specs.VIDEO_TOKENS],
+            "video_pooled": video["video_pooled"],
+            specs.TEXT_TOKENS: text_tokens,
+            specs.TEXT_PADDING_MASK: text_mask,
+        }
+        if VIDEO_CELLS in video:
+            head_inputs[VIDEO_CELLS] = video[VIDEO_CELLS]
+        out = parts.head(head_inputs)
         outputs[LOGITS] = out[LOGITS]
         outputs[FRAME_ATTENTION] = out[FRAME_ATTENTION]
     if parts.text_tower is not None and caption_embedding is not None:

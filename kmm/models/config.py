@@ -4,7 +4,7 @@ import dataclasses
 import json
 
 TEMPORAL_MODELS = ("mean", "max", "lstm", "gru", "transformer")
-FUSIONS = ("none", "concat", "cross_attention", "co_attention")
+FUSIONS = ("none", "concat", "cross_attention", "co_attention", "text_guided")
 TASKS = ("classification", "retrieval")
 
 
@@ -28,7 +28,7 @@ class ModelConfig:
     dim: int = 128
     temporal: str = "lstm"  # Choose from ['mean', 'max', 'lstm', 'gru', 'transformer']
     temporal_layers: int = 2
-    fusion: str = "co_attention"  # Choose from ['none', 'concat', 'cross_attention', 'co_attention']
+    fusion: str = "text_guided"  # Choose from ['none', 'concat', 'cross_attention', 'co_attention', 'text_guided']
     fusion_layers: int = 1
     num_heads: int = 4
     dropout: float = 0.1

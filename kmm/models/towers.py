@@ -16,11 +16,13 @@ from kmm.layers import (
     RecurrentTemporal,
     TemporalPooling,
     TemporalTransformer,
+    TextGuidedPooling,
 )
 from kmm.layers.summary import FrameAttention, MaskedMean
 from kmm.layers.temporal import CellTemporalPooling, PositionEmbedding, TemporalDifference
 
 VIDEO_FEATURES = "video_features"
+VIDEO_CELLS = "video_cells"  # (b, t * cells, dim), only for fusion="text_guided"
 CAPTION_EMBEDDING = "caption_embedding"
 FRAME_ATTENTION = "frame_attention"
 LOGITS = "logits"
@@ -75,11 +77,21 @@ def build_video_tower(config, feature_dim):
         pooled = AttentionPooling(config.num_heads, name="temporal_attention_pooling")(tokens)
     embedding = keras.layers.Dense(config.dim, name="video_embedding_projection")(pooled)
     embedding = L2Normalize(name="video_embedding_norm")(embedding)
+    outputs = {specs.VIDEO_TOKENS: tokens, specs.VIDEO_EMBEDDING: embedding, "video_pooled": pooled}
+    if config.fusion == "text_guided":
+        outputs[VIDEO_CELLS] = _cell_tokens(features, config, feature_dim)
     # === Functional Model ===
-    return keras.Model(
-        features, {specs.VIDEO_TOKENS: tokens, specs.VIDEO_EMBEDDING: embedding, "video_pooled": pooled},
-        name="video_tower",
-    )  # fmt: skip
+    return keras.Model(features, outputs, name="video_tower")
+
+
+def _cell_tokens(features, config, feature_dim):
+    """Per-cell tokens `(b, t * cells, dim)` with frame differences, for text-guided pooling."""
+    cells = config.spatial_cells
+    x = keras.layers.Reshape((config.num_frames * cells, feature_dim // cells), name="guided_cells")(features)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="guided_feature_norm")(x)
+    x = TemporalDifference(cells, name="guided_motion")(x)
+    x = keras.layers.Dense(config.dim, name="guided_cell_projection")(x)
+    return keras.layers.LayerNormalization(epsilon=1e-6, name="guided_cell_norm")(x)
 
 
 def build_text_tower(config, text_dim):
@@ -95,8 +107,9 @@ def build_classification_head(config, text_dim):
     """Video tokens + text tokens -> `logits (b, classes)` and `frame_attention (b, t)`.
 
     `fusion`: `none` (video only), `concat` (pooled video ++ pooled text, seed 3.2.1),
-    `cross_attention` (video tokens attend to text tokens, seed 3.2.2) or `co_attention`
-    (both directions). `frame_attention` says how much each frame mattered (uniform for
+    `cross_attention` (video tokens attend to text tokens, seed 3.2.2), `co_attention`
+    (both directions) or `text_guided` (in each frame the text attends over spatial cells,
+    then an RNN over time: best for referring expressions). `frame_attention` says how much each frame mattered (uniform for
     `none` / `concat`).
     """
     video_tokens = keras.Input((None, config.dim), name=specs.VIDEO_TOKENS)
@@ -109,6 +122,8 @@ def build_classification_head(config, text_dim):
         specs.TEXT_TOKENS: text_tokens,
         specs.TEXT_PADDING_MASK: text_mask,
     }
+    if config.fusion == "text_guided":
+        inputs[VIDEO_CELLS] = keras.Input((config.num_frames * config.spatial_cells, config.dim), name=VIDEO_CELLS)
     text = keras.layers.Dense(config.dim, name="text_token_projection")(text_tokens)  # (b, l, dim)
     text = keras.layers.LayerNormalization(epsilon=1e-6, name="text_token_norm")(text)
     text_pooled = MaskedMean(name="text_pooling")(text, text_mask)
@@ -118,6 +133,22 @@ def build_classification_head(config, text_dim):
     elif config.fusion == "concat":
         fused = ConcatFusion(config.dim, config.dropout, name="concat_fusion")(video_pooled, text_pooled)
         attention = FrameAttention(config.num_frames, 0, name="uniform_attention")(video_tokens)
+    elif config.fusion == "text_guided":
+        # Each frame: the text attends over that frame's cells (which object), then an RNN
+        # follows that object's features, next to the whole-frame tokens, over time.
+        guided = TextGuidedPooling(config.num_frames, config.spatial_cells, name="text_guided_pooling")(
+            inputs[VIDEO_CELLS], text_pooled
+        )  # (b, t, dim)
+        per_frame = config.temporal in ("lstm", "gru") or config.spatial_cells == 1
+        sequence = keras.layers.Concatenate(name="guided_and_frames")([guided, video_tokens]) if per_frame else guided
+        sequence = RecurrentTemporal(
+            "gru" if config.temporal == "gru" else "lstm", config.dim, name="guided_temporal"
+        )(keras.layers.Dropout(config.dropout)(sequence))  # fmt: skip
+        pooled, scores = AttentionPooling(config.num_heads, name="guided_attention_pooling")(
+            sequence, return_attention_scores=True
+        )
+        attention = FrameAttention(config.num_frames, config.num_frames, name="frame_attention")(sequence, scores)
+        fused = keras.layers.Concatenate(name="fused")([pooled, text_pooled])
     else:
         co = config.fusion == "co_attention"
         video, text = CrossModalFusion(

@@ -127,3 +127,27 @@ def test_bad_options():
         TemporalPooling("median")
     with pytest.raises(ValueError, match="kind must be one of"):
         RecurrentTemporal("rnn")
+
+
+def test_text_guided_pooling_equals_the_formula(tmp_path):
+    from kmm.layers import TextGuidedPooling
+
+    frames, cells, dim = 3, 4, 8
+    tokens = RNG.normal(size=(2, frames * cells, dim)).astype("float32")
+    query = RNG.normal(size=(2, 5)).astype("float32")
+    layer = TextGuidedPooling(frames, cells)
+    out, weights = layer(tokens, query, return_attention_scores=True)
+    wq, bq = (w.numpy() for w in layer.query_projection.weights)
+    wk, bk = (w.numpy() for w in layer.key_projection.weights)
+    keys = (tokens @ wk + bk).reshape(2, frames, cells, dim)
+    q = query @ wq + bq
+    expected_w = _softmax(np.einsum("btcd,bd->btc", keys, q) / np.sqrt(dim))
+    np.testing.assert_allclose(weights, expected_w, atol=1e-5)
+    expected = np.einsum("btc,btcd->btd", expected_w, tokens.reshape(2, frames, cells, dim))
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    cells_in, query_in = keras.Input((frames * cells, dim)), keras.Input((5,))
+    model = keras.Model([cells_in, query_in], TextGuidedPooling(frames, cells, name="guided")(cells_in, query_in))
+    model.save(tmp_path / "g.keras")
+    np.testing.assert_allclose(
+        keras.models.load_model(tmp_path / "g.keras")([tokens, query]), model([tokens, query]), atol=1e-5
+    )
