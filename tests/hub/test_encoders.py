@@ -97,3 +97,17 @@ def test_functional_multimodal_model_trains(tiny_encoders):
     ds = tf.data.Dataset.from_tensors((x, np.array([0, 2]))).repeat(30)
     history = model.fit(ds, epochs=2, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.slow
+def test_spatial_conventions_keep_the_feature_map(real_encoders):
+    frames = tf.constant(np.random.default_rng(0).integers(0, 256, size=(1, 2, 128, 128, 3), dtype=np.uint8))
+    spatial = VideoEncoder("kmm://efficientnet-lite0@128", convention="kmm-frames-spatial")(frames)
+    assert spatial[specs.VIDEO_TOKENS].shape == (1, 2, 4 * 4 * 320)  # stride 32: 4x4 cells x 320 channels
+    fine = VideoEncoder("kmm://efficientnet-lite0@128", convention="kmm-frames-spatial16")(frames)
+    assert fine[specs.VIDEO_TOKENS].shape == (1, 2, 8 * 8 * 112)  # stride 16: 8x8 cells x 112 channels
+    # Flattening is cell-major per frame: frame 1's first cell equals the module's map at (0, 0).
+    from kmm.hub.handles import load_module
+
+    raw = load_module("kmm://efficientnet-lite0@128")(frames)[specs.FRAME_FEATURE_MAP].numpy()
+    np.testing.assert_allclose(spatial[specs.VIDEO_TOKENS].numpy()[0, 1, :320], raw[0, 1, 0, 0], atol=1e-5)
