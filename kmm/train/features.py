@@ -112,11 +112,22 @@ def load_features(path):
 MODEL_INPUTS = (VIDEO_FEATURES, specs.TEXT_TOKENS, specs.TEXT_PADDING_MASK, CAPTION_EMBEDDING)
 
 
-def features_dataset(arrays, batch_size=64, training=False, seed=0):
-    """`(inputs, targets)` batches for `build_feature_model`; targets: label ids, and a
-    placeholder for the similarity output (InfoNCE uses the diagonal)."""
+def training_targets(tasks, label_ids, zeros):
+    """Targets for the outputs the tasks train: label ids for `logits`, and a placeholder
+    for `similarity` (InfoNCE uses the diagonal). `zeros` makes the placeholder."""
+    targets = {}
+    if "classification" in tasks:
+        targets["logits"] = label_ids
+    if "retrieval" in tasks:
+        targets["similarity"] = zeros(label_ids)
+    return targets
+
+
+def features_dataset(arrays, batch_size=64, training=False, seed=0, tasks=("classification", "retrieval")):
+    """`(inputs, targets)` batches for `build_feature_model` (see `training_targets`)."""
     inputs = {k: arrays[k] for k in MODEL_INPUTS}
-    targets = {"logits": arrays[specs.LABEL_ID], "similarity": np.zeros(len(arrays[specs.LABEL_ID]), np.float32)}
+    labels = arrays[specs.LABEL_ID]
+    targets = training_targets(tasks, labels, lambda y: np.zeros(len(y), np.float32))
     ds = tf.data.Dataset.from_tensor_slices((inputs, targets))
     if training:
         ds = ds.shuffle(len(arrays[specs.LABEL_ID]), seed=seed, reshuffle_each_iteration=True)

@@ -5,6 +5,7 @@ as in the seed article's section 3.3.
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import keras
@@ -17,7 +18,7 @@ from kmm.models.builder import SIMILARITY, build_end_to_end, build_feature_model
 from kmm.models.config import ModelConfig
 from kmm.models.towers import LOGITS
 from kmm.train.callbacks import RetrievalEvaluation
-from kmm.train.features import features_dataset
+from kmm.train.features import features_dataset, training_targets
 
 TRAINING_MODES = ("staged", "joint")
 
@@ -89,8 +90,10 @@ def train_on_features(config, train_arrays, val_arrays, train_config, run_dir, v
     text_dim = train_arrays[specs.TEXT_TOKENS].shape[-1]
     parts = build_parts(config, feature_dim, text_dim)
     model = build_feature_model(parts, feature_dim, text_dim)
-    train_ds = features_dataset(train_arrays, train_config.batch_size, training=True, seed=train_config.seed)
-    val_ds = features_dataset(val_arrays, train_config.batch_size)
+    train_ds = features_dataset(
+        train_arrays, train_config.batch_size, training=True, seed=train_config.seed, tasks=config.tasks
+    )
+    val_ds = features_dataset(val_arrays, train_config.batch_size, tasks=config.tasks)
     steps = train_config.epochs * int(train_ds.cardinality())
     view = _compile(model, config, train_config.learning_rate, train_config.weight_decay, steps)
     history = view.fit(
@@ -115,7 +118,7 @@ def _raw_dataset(manifest, config, split, batch_size, training, seed):
         x = {specs.FRAMES: batch[specs.FRAMES], specs.TEXT: batch[specs.TEXT]}
         if "retrieval" in config.tasks:
             x[specs.CAPTION] = batch[specs.CAPTION]
-        return x, {LOGITS: batch[specs.LABEL_ID], SIMILARITY: tf.zeros_like(batch[specs.LABEL_ID], tf.float32)}
+        return x, training_targets(config.tasks, batch[specs.LABEL_ID], lambda y: tf.zeros_like(y, tf.float32))
 
     return ds.map(to_xy), report
 
@@ -128,9 +131,10 @@ def train_end_to_end(parts, manifest, train_config, run_dir, epochs, learning_ra
     keras.utils.set_random_seed(train_config.seed)
     config = parts.config
     models = build_end_to_end(parts, trainable_encoders=True)
-    train_ds, _ = _raw_dataset(manifest, config, "train", train_config.batch_size, True, train_config.seed)
+    train_ds, report = _raw_dataset(manifest, config, "train", train_config.batch_size, True, train_config.seed)
     val_ds, _ = _raw_dataset(manifest, config, "val", train_config.batch_size, False, train_config.seed)
-    steps = epochs * max(1, int(sum(1 for _ in train_ds)))
+    # Steps from the probe's count: iterating the dataset to count would decode every clip once more.
+    steps = epochs * max(1, math.ceil(report.rows_used / train_config.batch_size))
     view = _compile(models.trainer, config, learning_rate, train_config.weight_decay, steps)
     history = view.fit(
         train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose,

@@ -113,3 +113,20 @@ def test_quickstart_cli_tiny(tiny_encoders, tmp_path, capsys):
     frames = tf.constant(np.zeros((1, 4, 32, 32, 3), np.uint8))
     probabilities = classifier({"frames": frames, "text": tf.constant(["the red circle"])})["probabilities"]
     assert probabilities.shape == (1, 8) and abs(float(np.sum(probabilities)) - 1) < 1e-5
+
+
+@pytest.mark.parametrize("tasks", [("classification",), ("retrieval",)])
+def test_single_task_variants_train(tiny_setup, tmp_path, tasks):
+    _, _, config, arrays = tiny_setup
+    parts, history = train_on_features(
+        config.replace(tasks=tasks),
+        arrays["train"],
+        arrays["val"],
+        TrainConfig(epochs=1, batch_size=8),
+        tmp_path,
+        verbose=0,
+    )
+    assert np.isfinite(history.history["loss"][0])
+    assert (parts.head is None) == (tasks == ("retrieval",)) and (parts.text_tower is None) == (
+        tasks == ("classification",)
+    )
