@@ -59,19 +59,25 @@ def _cmd_embed_text(args):
 
 def _cmd_quickstart(args):
     from kmm.eval.evaluate import results_table
-    from kmm.train.quickstart import default_run_dir, run_quickstart
+    from kmm.quickstart import default_run_dir, run_quickstart
     from kmm.train.trainer import TrainConfig
 
     train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     overrides = {k: v for k, v in (("temporal", args.temporal), ("fusion", args.fusion)) if v}
     run_dir = args.run_dir or default_run_dir()
-    results, timings = run_quickstart(run_dir, args.size, args.model, train_config, overrides, verbose=1)
+    results, timings, export_path = run_quickstart(
+        run_dir, args.size, args.model, train_config, overrides, verbose=1, export_dir=args.export_dir
+    )
     print("\nResults (accuracy and R@K in %; action = empty text, referring = 'the red circle'):\n")
     print(results_table(results))
     print("Wall time (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
-    print(f"\nEverything is in {run_dir}: classifier.keras (frames + text in), eval/metrics.md, eval/*.png,")
-    print("  tensorboard/, history_stage1.csv")
+    print(f"\nTF Serving export: {export_path}  (signatures: serving_default, classify_jpeg, embed_video,")
+    print(f"  embed_text, search); TF-Hub towers: {run_dir}/towers/")
+    print(f"Run folder: {run_dir} (eval/metrics.md, eval/*.png, tensorboard/, history_stage1.csv)")
     print("Next:")
+    print("  kmm demo                          # the Streamlit app on this export")
+    print(f"  kmm search 'a red circle moving left' --model {export_path.parent}")
+    print(f"  kmm classify VIDEO.mp4 --text 'the red circle' --model {export_path.parent}")
     print(f"  kmm evaluate {run_dir}            # re-run the evaluation")
     print(f"  tensorboard --logdir {run_dir}/tensorboard")
     print("  kmm quickstart --fusion concat    # compare fusions (none, concat, cross_attention, co_attention)")
@@ -161,6 +167,9 @@ def build_parser():
     quick.add_argument("--batch-size", type=int, default=64)
     quick.add_argument("--seed", type=int, default=0)
     quick.add_argument("--run-dir", help="Output folder (default: $KMM_HOME/runs/quickstart).")
+    quick.add_argument(
+        "--export-dir", default="saved_models", help="TF Serving model base folder (default: saved_models)."
+    )
     quick.set_defaults(func=_cmd_quickstart)
 
     enc = sub.add_parser("encoders", help="Build or list kmm's offline TF-Hub encoders.")
@@ -229,6 +238,10 @@ def build_parser():
     embed.add_argument("texts", nargs="+", help="One or more sentences.")
     embed.add_argument("--handle", default="kmm://minilm-l6", help="Text encoder handle (default: kmm://minilm-l6).")
     embed.set_defaults(func=_cmd_embed_text)
+
+    from kmm.cli_serving import add_serving_commands
+
+    add_serving_commands(sub)
     return parser
 
 

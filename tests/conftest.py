@@ -34,3 +34,17 @@ def real_encoders(kmm_home):
     from kmm.encoders.builtin import PRETRAINED, build_encoders
 
     return build_encoders(PRETRAINED, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_quickstart(tiny_encoders, tmp_path_factory):
+    """`kmm quickstart --size tiny --model tiny --epochs 1` once: `(run_dir, export model dir)`."""
+    from kmm.quickstart import run_quickstart
+    from kmm.train.trainer import TrainConfig
+
+    root = tmp_path_factory.mktemp("tiny_quickstart")
+    train = TrainConfig(epochs=1, batch_size=8)
+    run_quickstart(
+        root / "run", "tiny", "tiny", train, verbose=0, log=lambda *a: None, export_dir=root / "saved_models"
+    )
+    return root / "run", root / "saved_models" / "kmm"

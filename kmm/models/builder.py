@@ -115,8 +115,13 @@ class EndToEnd:
     text_encoder: keras.layers.Layer
 
 
-def build_end_to_end(parts, trainable_encoders=False):
-    """Wraps `parts` with the config's TF-Hub encoders (frozen unless `trainable_encoders`)."""
+def build_end_to_end(parts, trainable_encoders=False, encoders=None):
+    """Wraps `parts` with the config's TF-Hub encoders (frozen unless `trainable_encoders`).
+
+    `encoders`: optional `(video_encoder, text_encoder)` layers to reuse (e.g. fine-tuned ones
+    from a saved end-to-end model) instead of fresh ones from the config's handles. Text
+    tokens are cut to `config.max_text_tokens`, as in the stage-1 feature cache.
+    """
     from kmm.hub.encoders import TextEncoder, VideoEncoder
 
     config = parts.config
@@ -124,17 +129,21 @@ def build_end_to_end(parts, trainable_encoders=False):
     frames = keras.Input((config.num_frames, size, size, 3), dtype="uint8", name=specs.FRAMES)
     text = keras.Input((), dtype="string", name=specs.TEXT)
     caption = keras.Input((), dtype="string", name=specs.CAPTION)
-    video_encoder = VideoEncoder(
-        config.frame_encoder, config.frame_convention, trainable=trainable_encoders, name="video_encoder"
-    )
-    text_encoder = TextEncoder(
-        config.text_encoder, config.text_convention, trainable=trainable_encoders, name="text_encoder"
-    )
+    if encoders is not None:
+        video_encoder, text_encoder = encoders
+    else:
+        video_encoder = VideoEncoder(
+            config.frame_encoder, config.frame_convention, trainable=trainable_encoders, name="video_encoder"
+        )
+        text_encoder = TextEncoder(
+            config.text_encoder, config.text_convention, trainable=trainable_encoders, name="text_encoder"
+        )
     video = parts.video_tower(video_encoder(frames)[specs.VIDEO_TOKENS])
     encoded_text = text_encoder(text)
     encoded_caption = text_encoder(caption)
+    cut = config.max_text_tokens
     outputs = _heads(
-        parts, video, encoded_text[specs.TEXT_TOKENS], encoded_text[specs.TEXT_PADDING_MASK],
+        parts, video, encoded_text[specs.TEXT_TOKENS][:, :cut], encoded_text[specs.TEXT_PADDING_MASK][:, :cut],
         encoded_caption[specs.TEXT_EMBEDDING] if parts.text_tower is not None else None,
     )  # fmt: skip
     trainer_inputs = {specs.FRAMES: frames, specs.TEXT: text}

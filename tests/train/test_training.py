@@ -98,20 +98,23 @@ def test_joint_training_from_a_config_file(tiny_setup, tmp_path):
     assert {"val", "test", "compositional"} <= set(results)
 
 
-def test_quickstart_cli_tiny(tiny_encoders, tmp_path, capsys):
+def test_quickstart_cli_tiny_ends_with_a_serving_export(tiny_encoders, tmp_path, capsys):
     from kmm.cli import main
+    from kmm.serving.client import LocalClient
 
+    export_dir = tmp_path / "saved_models"
     assert main(["quickstart", "--size", "tiny", "--model", "tiny", "--epochs", "1", "--batch-size", "8",
-                 "--run-dir", str(tmp_path / "qs")]) == 0  # fmt: skip
+                 "--run-dir", str(tmp_path / "qs"), "--export-dir", str(export_dir)]) == 0  # fmt: skip
     out = capsys.readouterr().out
-    assert "| compositional |" in out and "Wall time" in out
+    assert "| compositional |" in out and "Wall time" in out and "TF Serving export" in out
     assert (tmp_path / "qs" / "eval" / "metrics.md").exists()
-    import keras
-    import tensorflow as tf
-
-    classifier = keras.models.load_model(tmp_path / "qs" / "classifier.keras")
-    frames = tf.constant(np.zeros((1, 4, 32, 32, 3), np.uint8))
-    probabilities = classifier({"frames": frames, "text": tf.constant(["the red circle"])})["probabilities"]
+    assert (tmp_path / "qs" / "towers" / "text_tower" / "saved_model.pb").exists()
+    client = LocalClient(export_dir / "kmm")
+    meta = client.metadata()
+    assert client.path.name == "1" and len(meta["labels"]) == 8 and "test" in meta["metrics"]
+    assert meta["gallery"]["size"] > 0 and set(client.signatures()) >= {"serving_default", "search"}
+    frames = np.zeros((1, 4, 32, 32, 3), np.uint8)
+    probabilities = client.classify(frames, ["the red circle"])["probabilities"]
     assert probabilities.shape == (1, 8) and abs(float(np.sum(probabilities)) - 1) < 1e-5
 
 

@@ -1,6 +1,6 @@
 """`kmm quickstart`: the whole pipeline offline on kmm-shapes, in minutes on 2 CPU cores.
 
-encoders -> kmm-shapes -> stage-1 features -> fit -> evaluate -> save -> summary.
+encoders -> kmm-shapes -> stage-1 features -> fit -> evaluate -> TF Serving export -> summary.
 """
 
 import dataclasses
@@ -10,8 +10,8 @@ from pathlib import Path
 
 from kmm import paths
 from kmm.data.synth import generate
-from kmm.models.builder import build_end_to_end
 from kmm.models.config import PRESETS
+from kmm.serving.from_run import export_run
 from kmm.train import features as feats
 from kmm.train.trainer import TrainConfig, train_on_features
 
@@ -23,8 +23,8 @@ def default_run_dir():
 
 
 def run_quickstart(run_dir=None, data_size="default", model_preset="default", train_config=TrainConfig(),
-                   overrides=None, verbose=1, log=print):  # fmt: skip
-    """Runs the whole quickstart; returns `(results, timings)`."""
+                   overrides=None, verbose=1, log=print, export_dir="saved_models", export_name="kmm"):  # fmt: skip
+    """Runs the whole quickstart; returns `(results, timings, export_path)`."""
     from kmm.encoders.builtin import build_encoders
     from kmm.eval.evaluate import evaluate_run
 
@@ -36,20 +36,20 @@ def run_quickstart(run_dir=None, data_size="default", model_preset="default", tr
         timings[name] = round(time.perf_counter() - t0, 1)
         log(f"      done in {timings[name]:.1f} s")
 
-    log("[1/5] Offline encoders (built once, then cached)")
+    log("[1/6] Offline encoders (built once, then cached)")
     t0 = time.perf_counter()
     handles = [config.text_encoder, config.frame_encoder]
     build_encoders([h.removeprefix("kmm://") for h in handles if h.startswith("kmm://")], progress=verbose > 0)
     step("encoders", t0)
 
-    log(f"[2/5] kmm-shapes ({data_size}): coloured shapes doing 8 actions, with captions")
+    log(f"[2/6] kmm-shapes ({data_size}): coloured shapes doing 8 actions, with captions")
     t0 = time.perf_counter()
     synth = generate.PRESETS[data_size]
     manifest = generate.generate(generate.default_dir(data_size), synth, progress=verbose > 0)
     step("data", t0)
 
     log(
-        f"[3/5] Stage-1 features: {config.num_frames} frames/clip through {config.frame_encoder}, texts through {config.text_encoder}"
+        f"[3/6] Stage-1 features: {config.num_frames} frames/clip through {config.frame_encoder}, texts through {config.text_encoder}"
     )
     t0 = time.perf_counter()
     encoder = config.frame_encoder.split("//")[-1]
@@ -61,25 +61,31 @@ def run_quickstart(run_dir=None, data_size="default", model_preset="default", tr
     arrays = {s: feats.load_features(reports[s][0]) for s in SPLITS}
     step("features", t0)
 
-    log(f"[4/5] Training (staged, stage 1): temporal={config.temporal}, fusion={config.fusion}, "
+    log(f"[4/6] Training (staged, stage 1): temporal={config.temporal}, fusion={config.fusion}, "
         f"tasks={'+'.join(config.tasks)}, up to {train_config.epochs} epochs")  # fmt: skip
     t0 = time.perf_counter()
     parts, _ = train_on_features(config, arrays["train"], arrays["val"], train_config, run_dir, verbose=verbose)
     step("training", t0)
     (run_dir / "features.txt").write_text(str(feature_dir) + "\n")
 
-    log("[5/5] Evaluation on val / test / compositional, and the end-to-end model saved")
+    log("[5/6] Evaluation on val / test / compositional")
     t0 = time.perf_counter()
     histories = [run_dir / "history_stage1.csv"]
     results = evaluate_run(parts, {s: arrays[s] for s in SPLITS[1:]}, run_dir / "eval", histories)
-    # Raw frames + text in, probabilities + frame attention out (until the serving export).
-    build_end_to_end(parts).classifier.save(run_dir / "classifier.keras")
     step("evaluation", t0)
+
+    log(f"[6/6] Export for TF Serving into {export_dir}/{export_name}/ (test split as the search gallery)")
+    t0 = time.perf_counter()
+    export_path = export_run(run_dir, export_dir, export_name, "test", towers_dir=run_dir / "towers")
+    step("export", t0)
     timings["total"] = round(time.perf_counter() - start, 1)
     (run_dir / "quickstart.json").write_text(
         json.dumps(
-            {"timings_s": timings, "data": dataclasses.asdict(synth), "train": dataclasses.asdict(train_config)},
+            {
+                "timings_s": timings, "data": dataclasses.asdict(synth), "train": dataclasses.asdict(train_config),
+                "export": str(export_path),
+            },
             indent=2,
         )
-    )
-    return results, timings
+    )  # fmt: skip
+    return results, timings, export_path

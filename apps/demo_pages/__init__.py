@@ -1,0 +1,1 @@
+"""The demo's pages; each has `render(session)`."""

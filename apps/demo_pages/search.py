@@ -1,0 +1,69 @@
+"""Search: text -> videos (animated previews) and video -> captions, over the indexed gallery."""
+
+import streamlit as st
+
+from demo_pages import common
+from kmm.demo import media
+
+COLUMNS = 4
+
+
+def _text_to_video(session, index):
+    query = st.text_input("Describe a video", "", placeholder="e.g. a red circle moving left", key="query")
+    k = st.slider("Results", 4, 16, 8, step=4, key="k")
+    if not query.strip():
+        return
+    try:
+        hits = index.search(session.client.embed_text([query]), k)[0]
+    except Exception as e:  # noqa: BLE001
+        common.show_error(e)
+        return
+    st.write(f"Top {len(hits)} of {len(index)} videos for *{query}*:")
+    for start in range(0, len(hits), COLUMNS):
+        for column, (item, score, video, caption) in zip(
+            st.columns(COLUMNS), hits[start : start + COLUMNS], strict=False
+        ):
+            with column:
+                try:
+                    st.image(media.preview(video), width="stretch")
+                except (ValueError, OSError):
+                    st.warning(f"{item}: no preview")
+                st.markdown(f"**{score:.3f}** · `{item}`")
+                if caption:
+                    st.caption(caption)
+
+
+def _video_to_text(session, index):
+    choice = st.selectbox("Pick a video from the gallery", index.ids[:200], key="video_query")
+    if choice is None:
+        return
+    video = index.videos[index.ids.index(choice)]
+    num_frames, size = common.frame_request(session)
+    from kmm.serving.index import clip_frames
+
+    left, right = st.columns([1, 2])
+    with left:
+        st.image(media.preview(video), caption=choice)
+    try:
+        hits = index.search_captions(session.client.embed_video(clip_frames(video, num_frames, size)[None]), 5)[0]
+    except Exception as e:  # noqa: BLE001
+        common.show_error(e)
+        return
+    with right:
+        import pandas as pd
+
+        st.subheader("Nearest captions")
+        st.dataframe(pd.DataFrame(hits, columns=["caption", "score"]), hide_index=True, width="stretch")
+
+
+def render(session):
+    st.header("Search")
+    common.require_client(session)
+    index = common.gallery_index(session)
+    st.caption(f"Gallery: {len(index)} videos (the export's test split and the real sample videos), "
+               f"{len(index.caption_texts)} captions.")  # fmt: skip
+    to_video, to_text = st.tabs(["Text -> video", "Video -> text"])
+    with to_video:
+        _text_to_video(session, index)
+    with to_text:
+        _video_to_text(session, index)

@@ -1,0 +1,170 @@
+"""`kmm export | classify | search | index`: the serving side of the command line.
+
+Every command that runs a model takes `--model`: a local export (a version folder or the
+model folder, newest version), `http://host:8501` (TF Serving REST) or `grpc://host:8500`.
+"""
+
+from pathlib import Path
+
+DEFAULT_BASE = "saved_models"
+DEFAULT_NAME = "kmm"
+
+
+def _default_model():
+    return str(Path(DEFAULT_BASE) / DEFAULT_NAME)
+
+
+def _client(args):
+    from kmm.serving.client import connect
+
+    return connect(args.model, args.name, args.version)
+
+
+def _cmd_export(args):
+    from kmm.serving.from_run import export_run
+
+    split = None if args.no_gallery else args.gallery_split
+    path = export_run(args.run_dir, args.base_dir, args.name, split, args.k, args.towers, log=print)
+    print(f"TF Serving: serve {Path(args.base_dir).resolve()} (see {args.base_dir}/models.config); "
+          f"try: kmm classify VIDEO --model {path.parent}")  # fmt: skip
+    return 0
+
+
+def _cmd_classify(args):
+    import numpy as np
+
+    from kmm.serving.index import clip_frames, frame_request
+
+    client = _client(args)
+    num_frames, size = frame_request(client)
+    frames = np.stack([clip_frames(v, num_frames, size) for v in args.videos])
+    out = client.classify(frames, [args.text] * len(args.videos))
+    for video, labels, scores in zip(args.videos, out["labels"], out["scores"], strict=False):
+        print(f"{video}" + (f"  (text: {args.text!r})" if args.text else ""))
+        for label, score in zip(labels, scores, strict=False):
+            print(f"  {score:6.3f}  {'#' * int(round(score * 30)):<30}  {label.decode()}")
+    return 0
+
+
+def _print_hits(query, hits):
+    print(f"query: {query!r}")
+    for rank, (item, score, _video, caption) in enumerate(hits, 1):
+        print(f"  {rank:>2}. {score:6.3f}  {item}" + (f"  -- {caption}" if caption else ""))
+
+
+def _cmd_search(args):
+    client = _client(args)
+    if args.index:
+        from kmm.serving.index import VideoIndex
+
+        index = VideoIndex.load(args.index)
+        for query, hits in zip(args.queries, index.search(client.embed_text(args.queries), args.k), strict=False):
+            _print_hits(query, hits)
+        return 0
+    from kmm.serving.export import read_gallery
+
+    found = client.search(args.queries)
+    gallery = read_gallery(client.path) if hasattr(client, "path") else None
+    captions = dict(zip(gallery["ids"], gallery["captions"], strict=False)) if gallery else {}
+    for query, ids, scores in zip(args.queries, found["ids"], found["scores"], strict=False):
+        hits = [(i.decode(), float(s), None, captions.get(i.decode(), "")) for i, s in zip(ids, scores, strict=False)][
+            : args.k
+        ]
+        _print_hits(query, hits)
+    return 0
+
+
+def _cmd_index(args):
+    from kmm.data.report import DataReport
+    from kmm.serving.index import VideoIndex, find_videos
+
+    client = _client(args)
+    videos = find_videos(args.video_dir)
+    if not videos:
+        raise FileNotFoundError(f"{args.video_dir}: no video files found.")
+    report = DataReport()
+    index = VideoIndex.build(client, videos, ids=[str(v.relative_to(args.video_dir)) for v in videos], report=report)
+    out = index.save(args.out)
+    print(report.summary())
+    for skip in report.skipped:
+        print(f"  skipped {skip.video}: {skip.detail}")
+    print(f"index of {len(index)} videos: {out}  (search it: kmm search 'a query' --index {out})")
+    return 0
+
+
+def _cmd_demo(args):
+    import os
+    import subprocess
+    import sys
+
+    import kmm
+    from kmm.demo.media import max_upload_mb
+
+    app = Path(kmm.__file__).resolve().parent.parent / "apps" / "demo.py"
+    if not app.exists():
+        raise FileNotFoundError(f"{app} not found: `kmm demo` runs from a source checkout (pip install -e .).")
+    env = dict(os.environ, KMM_DEMO_MODEL=args.model)
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
+               "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--client.toolbarMode", "minimal",
+               "--server.maxUploadSize", str(int(max(200, max_upload_mb() + 1)))]  # fmt: skip
+    print(f"kmm demo: http://{args.address}:{args.port}  (model: {args.model}; Ctrl+C stops it)", flush=True)
+    return subprocess.call(command, env=env)
+
+
+def add_model_arguments(parser):
+    parser.add_argument("--model", default=_default_model(),
+                        help="Local export folder, http://host:8501 (TF Serving REST) or grpc://host:8500 "
+                        f"(default: {_default_model()}).")  # fmt: skip
+    parser.add_argument("--name", default=DEFAULT_NAME, help="Model name on TF Serving (default: kmm).")
+    parser.add_argument("--version", help="Model version (default: the newest).")
+
+
+def add_serving_commands(sub):
+    export = sub.add_parser(
+        "export",
+        help="Export a trained run as a TF Serving SavedModel: saved_models/<name>/<version>/.",
+        description="Writes the next free version atomically, with the signatures serving_default, "
+        "classify_jpeg, embed_video, embed_text and search (over a gallery), warmup requests, "
+        "assets/kmm.json, and models.config / batching.config next to it.",
+    )
+    export.add_argument("run_dir", help="A run folder from `kmm train` or `kmm quickstart`.")
+    export.add_argument(
+        "--base-dir", default=DEFAULT_BASE, help="TF Serving model base folder (default: saved_models)."
+    )
+    export.add_argument("--name", default=DEFAULT_NAME, help="Model name (default: kmm).")
+    export.add_argument("--gallery-split", default="test", help="Split whose clips the `search` signature ranks.")
+    export.add_argument("--no-gallery", action="store_true", help="No gallery, no `search` signature.")
+    export.add_argument("-k", type=int, default=10, help="Results per `search` query (default: 10).")
+    export.add_argument("--towers", help="Also write the text and video towers as TF-Hub modules into this folder.")
+    export.set_defaults(func=_cmd_export)
+
+    classify = sub.add_parser("classify", help="Classify videos (optionally with a text, e.g. 'the red circle').")
+    classify.add_argument("videos", nargs="+", help="Video files (mp4, avi, webm, mov, gif, ...).")
+    classify.add_argument("--text", default="", help="Optional text that goes with every video.")
+    add_model_arguments(classify)
+    classify.set_defaults(func=_cmd_classify)
+
+    search = sub.add_parser("search", help="Text -> video search over the export's gallery or a `kmm index`.")
+    search.add_argument("queries", nargs="+", help="One or more text queries.")
+    search.add_argument("--index", help="An index folder from `kmm index` (default: the export's own gallery).")
+    search.add_argument("-k", type=int, default=5, help="Results per query (default: 5).")
+    add_model_arguments(search)
+    search.set_defaults(func=_cmd_search)
+
+    index = sub.add_parser("index", help="Embed every video under a folder into a faiss index for `kmm search`.")
+    index.add_argument("video_dir", help="Folder searched recursively for videos.")
+    index.add_argument("--out", required=True, help="Index folder to write.")
+    add_model_arguments(index)
+    index.set_defaults(func=_cmd_index)
+
+    demo = sub.add_parser(
+        "demo",
+        help="Launch the Streamlit demo (classify, search, model) on an export; prints its URL.",
+        description="Serves apps/demo.py with Streamlit, bound to 127.0.0.1 unless --address says otherwise. "
+        "KMM_DEMO_MAX_UPLOAD_MB sets the upload limit (default 50).",
+    )
+    demo.add_argument("--model", default=_default_model(), help="Local export folder or a TF Serving REST URL.")
+    demo.add_argument("--address", default="127.0.0.1", help="Address to bind (default: 127.0.0.1).")
+    demo.add_argument("--port", type=int, default=8600, help="Port (default: 8600; TF Serving REST uses 8501).")
+    demo.set_defaults(func=_cmd_demo)

@@ -1,0 +1,171 @@
+"""`kmm index`: embed a video collection through any kmm client, search it with faiss.
+
+An index folder holds `index.faiss` (inner product over unit-norm embeddings = cosine),
+`captions.faiss` (the distinct captions, for video -> text) and `items.json` (`ids`, `videos`,
+`captions`, the frames sent, and what was skipped).
+Videos that cannot be decoded are skipped, counted and listed, never silently dropped.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from kmm.data.report import DataReport
+
+INDEX_FILE = "index.faiss"
+ITEMS_FILE = "items.json"
+CAPTION_INDEX_FILE = "captions.faiss"
+DEFAULT_FRAMES, DEFAULT_SIZE = 16, 160  # what is sent when the model's own values are unknown (remote)
+
+
+def find_videos(root):
+    """Video files under `root` (recursive), sorted."""
+    from kmm.data.video_io import VIDEO_EXTENSIONS
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder of videos.")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+
+
+def clip_frames(path, num_frames, size):
+    """`num_frames` uniformly sampled RGB frames of a video file, `size` px, `(num_frames, size, size, 3)`."""
+    from kmm.data.sampling import uniform
+    from kmm.data.video_io import probe, read_frames
+
+    info = probe(path)
+    return read_frames(path, uniform(info.num_frames, num_frames), size, info=info)
+
+
+def frame_request(client):
+    """`(num_frames, frame_size)` to send: the model's own when its metadata is readable."""
+    meta = client.metadata()
+    if meta:
+        return meta["num_frames"], meta["frame_size"]
+    return DEFAULT_FRAMES, DEFAULT_SIZE
+
+
+def _caption_index(client, texts, batch_size=64):
+    import faiss
+
+    if not texts:
+        return None
+    vectors = np.concatenate([client.embed_text(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)])
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors.astype(np.float32))
+    return index
+
+
+class VideoIndex:
+    """Embeddings of a video collection in a faiss inner-product index."""
+
+    def __init__(self, index, ids, videos, captions, info=None, caption_index=None):
+        self.index, self.ids, self.videos, self.captions, self.info = index, ids, videos, captions, info or {}
+        self.caption_index = caption_index  # the distinct non-empty captions, for video -> text
+        self.caption_texts = sorted({c for c in captions if c})
+
+    def __len__(self):
+        return len(self.ids)
+
+    @classmethod
+    def build(cls, client, videos, ids=None, captions=None, batch_size=16, progress=True, report=None,
+              on_progress=None):  # fmt: skip
+        """Embeds `videos` (paths) with `client.embed_video`; undecodable ones go to `report`.
+
+        Captions (when given) are embedded too, for video -> text search. `on_progress(done, total)`
+        is called after each video (e.g. to drive a UI progress bar).
+        """
+        import faiss
+
+        from kmm.data.video_io import VideoDecodeError
+
+        report = report if report is not None else DataReport()
+        ids = [str(i) for i in (ids or [Path(v).name for v in videos])]
+        captions = list(captions) if captions is not None else [""] * len(videos)
+        num_frames, size = frame_request(client)
+        kept, embeddings, batch = [], [], []
+
+        def flush():
+            if batch:
+                embeddings.append(client.embed_video(np.stack([frames for _, frames in batch])))
+                kept.extend(i for i, _ in batch)
+                batch.clear()
+
+        for i, video in enumerate(tqdm(videos, desc="indexing videos", unit="video", disable=not progress)):
+            report.read()
+            try:
+                batch.append((i, clip_frames(video, num_frames, size)))
+                report.used()
+            except (VideoDecodeError, OSError, ValueError) as e:
+                report.skip(i, str(video), "undecodable", str(e))
+            if len(batch) == batch_size:
+                flush()
+            if on_progress:
+                on_progress(i + 1, len(videos))
+        flush()
+        if not kept:
+            raise ValueError(f"No decodable video among {len(videos)}: {report.summary()}")
+        vectors = np.concatenate(embeddings).astype(np.float32)
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors)
+        info = {
+            "num_frames": num_frames,
+            "frame_size": size,
+            "skipped": [dataclasses.asdict(s) for s in report.skipped],
+        }
+        built = cls(index, [ids[i] for i in kept], [str(videos[i]) for i in kept], [captions[i] for i in kept], info)
+        built.caption_index = _caption_index(client, built.caption_texts)
+        return built
+
+    def search_captions(self, video_embeddings, k=5):
+        """Unit-norm video embeddings `(b, D)` -> list (per video) of `(caption, score)`."""
+        if self.caption_index is None or not self.caption_texts:
+            return [[] for _ in range(len(video_embeddings))]
+        k = min(k, len(self.caption_texts))
+        scores, rows = self.caption_index.search(np.asarray(video_embeddings, np.float32), k)
+        return [
+            [(self.caption_texts[j], float(s)) for s, j in zip(srow, jrow, strict=True) if j >= 0]
+            for srow, jrow in zip(scores, rows, strict=True)
+        ]
+
+    def search(self, queries, k=10):
+        """Unit-norm query embeddings `(b, D)` -> list (per query) of `(id, score, video, caption)`."""
+        k = min(k, len(self))
+        scores, rows = self.index.search(np.asarray(queries, np.float32), k)
+        return [
+            [
+                (self.ids[j], float(s), self.videos[j], self.captions[j])
+                for s, j in zip(srow, jrow, strict=False)
+                if j >= 0
+            ]
+            for srow, jrow in zip(scores, rows, strict=False)
+        ]
+
+    def save(self, out_dir):
+        import faiss
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.index, str(out_dir / INDEX_FILE))
+        if self.caption_index is not None:
+            faiss.write_index(self.caption_index, str(out_dir / CAPTION_INDEX_FILE))
+        items = {"ids": self.ids, "videos": self.videos, "captions": self.captions, "info": self.info}
+        (out_dir / ITEMS_FILE).write_text(json.dumps(items, default=str) + "\n")
+        return out_dir
+
+    @classmethod
+    def load(cls, out_dir):
+        import faiss
+
+        out_dir = Path(out_dir)
+        if not (out_dir / INDEX_FILE).exists():
+            raise FileNotFoundError(
+                f"{out_dir}: no {INDEX_FILE}; build one with `kmm index VIDEO_DIR --out {out_dir}`."
+            )
+        items = json.loads((out_dir / ITEMS_FILE).read_text())
+        captions = out_dir / CAPTION_INDEX_FILE
+        return cls(faiss.read_index(str(out_dir / INDEX_FILE)), items["ids"], items["videos"], items["captions"],
+                   items.get("info"), faiss.read_index(str(captions)) if captions.exists() else None)  # fmt: skip

@@ -1,0 +1,103 @@
+"""Streamlit AppTest: every page of the demo, its flows and its errors, on the tiny quickstart export."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.data.clips import write_cv2
+from tests.serving.conftest import clips
+
+APP = Path(__file__).resolve().parents[2] / "apps" / "demo.py"
+
+
+@pytest.fixture
+def app(tiny_quickstart, monkeypatch):
+    monkeypatch.setenv("KMM_DEMO_MODEL", str(tiny_quickstart[1]))
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    return at.run()
+
+
+def messages(at, kind):
+    return [e.value for e in getattr(at, kind)]
+
+
+def assert_no_traceback(at):
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_classify_a_gallery_clip_with_text(app):
+    assert_no_traceback(app)
+    assert app.header[0].value == "Classify a video"
+    app.text_input(key="classify_text").set_value("the red circle").run()
+    assert_no_traceback(app)
+    [result] = messages(app, "success")
+    assert "text: *the red circle*" in result
+    assert any(label in result for label in ("move_left", "move_right", "move_up", "move_down", "grow", "shrink",
+                                             "rotate", "stay"))  # fmt: skip
+    assert len(app.get("image")) >= 2 and app.get("vega_lite_chart")  # strip + attention map, bar chart
+
+
+def test_upload_flow(app, tmp_path):
+    path = tmp_path / "upload.mp4"
+    write_cv2(path, clips(1, 20, 48, 64, seed=7)[0])
+    app.radio(key="classify_source").set_value("Upload").run()
+    app.file_uploader(key="upload").upload("upload.mp4", path.read_bytes(), "video/mp4").run()
+    assert_no_traceback(app)
+    assert "upload.mp4" in messages(app, "success")[0]
+
+
+def test_upload_errors_are_messages(app, monkeypatch):
+    app.radio(key="classify_source").set_value("Upload").run()
+    app.file_uploader(key="upload").upload("broken.mp4", b"definitely not a video", "video/mp4").run()
+    assert_no_traceback(app)
+    assert "could not be decoded as a video" in messages(app, "error")[0]
+    monkeypatch.setenv("KMM_DEMO_MAX_UPLOAD_MB", "0.00001")
+    app.file_uploader(key="upload").set_value(("big.mp4", b"x" * 1000, "video/mp4")).run()
+    assert_no_traceback(app)
+    assert "the limit is 1e-05 MB" in messages(app, "error")[0]
+
+
+def test_search_both_ways(app):
+    app.sidebar.radio(key="page").set_value("Search").run()
+    assert_no_traceback(app)
+    assert "Gallery: " in app.caption[0].value and "videos" in app.caption[0].value
+    app.text_input(key="query").set_value("a red circle moving left").run()
+    assert_no_traceback(app)
+    scores = [m.value for m in app.markdown if m.value.startswith("**0.") or m.value.startswith("**-0.")]
+    assert len(scores) >= 4  # a grid of hits with scores
+    assert len(app.get("image")) >= 4  # animated previews
+    assert len(app.dataframe) == 1 and len(app.dataframe[0].value) >= 1  # video -> nearest captions
+
+
+def test_model_page(app):
+    app.sidebar.radio(key="page").set_value("Model").run()
+    assert_no_traceback(app)
+    signatures = app.dataframe[0].value
+    assert set(signatures["signature"]) >= {"serving_default", "classify_jpeg", "embed_video", "embed_text", "search"}
+    text = " ".join(m.value for m in app.markdown)
+    assert "8 labels" in text and "move_left" in text and "| test |" in text
+
+
+def test_no_export_tells_you_to_run_the_quickstart(tmp_path, monkeypatch):
+    monkeypatch.setenv("KMM_DEMO_MODEL", str(tmp_path / "nothing"))
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    assert_no_traceback(at)
+    assert "kmm quickstart" in messages(at, "error")[0]
+
+
+def test_unreachable_tf_serving_is_a_message(app):
+    app.sidebar.radio(key="backend").set_value("TF Serving (REST)").run()
+    app.sidebar.text_input(key="url").set_value("http://127.0.0.1:9").run()
+    assert_no_traceback(app)
+    assert "unreachable" in messages(app, "error")[0]
+
+
+def test_tf_serving_rest_backend(app, tiny_quickstart):
+    from tests.serving.fake_tf_serving import FakeTFServing
+
+    with FakeTFServing(tiny_quickstart[1].parent) as server:
+        app.sidebar.radio(key="backend").set_value("TF Serving (REST)").run()
+        app.sidebar.text_input(key="url").set_value(server.rest_url).run()
+        assert_no_traceback(app)
+        assert "for " in messages(app, "success")[0]

@@ -1,0 +1,64 @@
+"""`kmm classify | search | index | export` on the tiny export."""
+
+import numpy as np
+
+from kmm.cli import main
+from kmm.serving.index import VideoIndex
+from tests.data.clips import write_cv2
+from tests.serving.conftest import LABELS, clips
+
+
+def make_videos(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(3):
+        path = folder / f"clip{i}.mp4"
+        write_cv2(path, clips(1, 12, 48, 64, seed=i)[0])
+        paths.append(path)
+    (folder / "broken.mp4").write_bytes(b"this is not a video")
+    return paths
+
+
+def test_classify_prints_top_labels(exported, tmp_path, capsys):
+    video = make_videos(tmp_path / "videos")[0]
+    assert main(["classify", str(video), "--text", "the red circle", "--model", str(exported[1])]) == 0
+    out = capsys.readouterr().out
+    assert "the red circle" in out and sum(label in out for label in LABELS) == 3
+
+
+def test_search_over_the_export_gallery(exported, capsys):
+    assert main(["search", "a red circle", "--model", str(exported[2] / "tiny"), "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert " 1. " in out and " 2. " in out and " 3. " not in out and "-- caption" in out
+
+
+def test_index_counts_and_lists_what_it_skips_then_search_uses_it(exported, tmp_path, capsys):
+    videos = make_videos(tmp_path / "videos")
+    model = str(exported[1])
+    assert main(["index", str(tmp_path / "videos"), "--out", str(tmp_path / "index"), "--model", model]) == 0
+    out = capsys.readouterr().out
+    assert "rows read 4 = used 3 + skipped 1" in out and "broken.mp4" in out
+    index = VideoIndex.load(tmp_path / "index")
+    assert sorted(index.ids) == ["clip0.mp4", "clip1.mp4", "clip2.mp4"]
+    # A clip's own embedding finds that clip first.
+    from kmm.serving.client import LocalClient
+    from kmm.serving.index import clip_frames
+
+    client = LocalClient(model)
+    query = client.embed_video(clip_frames(videos[1], 4, 32)[None])
+    assert index.search(query, k=1)[0][0][0] == "clip1.mp4"
+    assert main(["search", "a red circle", "--index", str(tmp_path / "index"), "--model", model]) == 0
+    assert "clip" in capsys.readouterr().out
+
+
+def test_missing_export_is_a_one_line_error(tmp_path, capsys):
+    assert main(["search", "x", "--model", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kmm: error:") and "No kmm export" in err
+
+
+def test_embeddings_are_unit_norm_through_the_cli_client(exported):
+    from kmm.serving.client import connect
+
+    embedding = connect(exported[1]).embed_text(["a", ""])
+    np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1, atol=1e-5)
