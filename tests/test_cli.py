@@ -11,7 +11,7 @@ def test_help_lists_the_commands(capsys):
         build_parser().parse_args(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for command in ("quickstart", "encoders", "embed-text"):
+    for command in ("quickstart", "encoders", "embed-text", "export", "classify", "search", "index", "demo"):
         assert command in out
 
 
