@@ -3,7 +3,6 @@ import pytest
 import tensorflow as tf
 
 from kmm import specs
-from kmm.data.feature_cache import VIDEO_FEATURES, read_feature_cache, write_feature_cache
 from kmm.data.manifest import read_manifest
 from kmm.data.pipeline import DataConfig, build_dataset
 from kmm.data.synth import generate
@@ -35,23 +34,6 @@ def test_synth_batch_feeds_the_offline_encoders_end_to_end(tiny_encoders, shapes
     text = TextEncoder("kmm://tiny-text")(batch[specs.CAPTION])
     assert video[specs.VIDEO_TOKENS].shape == (4, 4, 32) and text[specs.TEXT_EMBEDDING].shape == (4, 32)
     assert np.isfinite(video[specs.VIDEO_EMBEDDING]).all()
-
-
-def test_feature_cache_round_trip(tiny_encoders, shapes, tmp_path):
-    from kmm.hub.encoders import VideoEncoder
-
-    rows = read_manifest(shapes)
-    ds = build_dataset(rows, generate.label_names(), DataConfig(4, 32, batch_size=8))
-    encoder = VideoEncoder("kmm://tiny-frames")
-    n = write_feature_cache(ds, encoder, tmp_path / "cache", {"encoder": "kmm://tiny-frames"}, progress=False)
-    assert n == len(rows)
-    cached = next(iter(read_feature_cache(tmp_path / "cache", batch_size=8)))
-    direct = next(iter(ds))
-    np.testing.assert_allclose(
-        cached[VIDEO_FEATURES], encoder(direct[specs.FRAMES])[specs.VIDEO_TOKENS], rtol=2e-3, atol=2e-3
-    )
-    np.testing.assert_array_equal(cached[specs.LABEL_ID], direct[specs.LABEL_ID])
-    np.testing.assert_array_equal(cached[specs.CAPTION], direct[specs.CAPTION])
 
 
 def test_cache_refuses_to_freeze_random_sampling(shapes):

@@ -29,6 +29,16 @@ def test_features_are_cached_and_consistent(tiny_setup):
     assert (train["text_padding_mask"][empty].sum(1) == 2).all()  # [CLS] [SEP]
     again = feats.extract_features(manifest, config, root / "features", SPLITS, progress=False)
     assert all(report is None for _, report in again.values()), "a matching cache is reused"
+    # The cache holds what the encoder gives for the same clips (float16 storage).
+    from kmm.data.pipeline import DataConfig, dataset_from_manifest
+    from kmm.hub.encoders import VideoEncoder
+
+    ds, _ = dataset_from_manifest(manifest, config.labels, DataConfig(config.num_frames, config.frame_size, batch_size=8),
+                                  split="train")  # fmt: skip
+    batch = next(iter(ds))
+    direct = VideoEncoder(config.frame_encoder, config.frame_convention)(batch["frames"])["video_tokens"]
+    np.testing.assert_allclose(train["video_features"][:8], direct, rtol=2e-3, atol=2e-3)
+    np.testing.assert_array_equal(train["label_id"][:8], batch["label_id"])
 
 
 def test_staged_training_writes_a_reloadable_run(tiny_setup, tmp_path):
