@@ -7,14 +7,13 @@ import streamlit as st
 
 from demo_pages import common
 from kmm.demo import media
+from kmm.serving.index import clip_frames, frame_request
 
 SAMPLE, UPLOAD = "Sample gallery", "Upload"
 
 
 def _sample_choices(session, limit=12):
-    from kmm.demo.backend import gallery_sources
-
-    videos, ids, captions = gallery_sources(session.export_dir)
+    videos, ids, captions = common.gallery_sources(session.export_dir)
     samples = [(i, v, c) for i, v, c in zip(ids, videos, captions, strict=True) if i.startswith("samples/")]
     shapes = [(i, v, c) for i, v, c in zip(ids, videos, captions, strict=True) if not i.startswith("samples/")]
     return {f"{i}  ({c})" if c else i: v for i, v, c in shapes[:limit] + samples}
@@ -56,8 +55,6 @@ def _get_frames(session, num_frames, size):
         st.info("No sample videos: upload one instead.")
         return None, None
     label = st.selectbox("Clip", list(choices), key="classify_clip")
-    from kmm.serving.index import clip_frames
-
     try:
         return clip_frames(choices[label], num_frames, size), Path(choices[label]).name
     except (ValueError, OSError) as e:
@@ -69,7 +66,7 @@ def render(session):
     st.header("Classify a video")
     st.caption("Pick or upload a video; add a text such as *the red circle* to ask about one object.")
     client = common.require_client(session)
-    num_frames, size = common.frame_request(session)
+    num_frames, size = frame_request(client)
     frames, name = _get_frames(session, num_frames, size)
     text = st.text_input("Optional text", "", placeholder="e.g. the red circle", key="classify_text")
     if frames is None:

@@ -65,12 +65,6 @@ def require_client(session):
     return session.client
 
 
-def frame_request(session):
-    from kmm.serving.index import frame_request
-
-    return frame_request(session.client)
-
-
 def show_error(error):
     """A failed request as a message, never a traceback."""
     if isinstance(error, ServingUnavailable):
@@ -88,22 +82,26 @@ def _load_index(folder):
     return VideoIndex.load(folder)
 
 
+@st.cache_data(show_spinner=False)
+def gallery_sources(export_dir):
+    """`(videos, ids, captions)` of the gallery (the export's clips + the samples), read once."""
+    return backend.gallery_sources(export_dir)
+
+
 def gallery_index(session):
     """The indexed gallery: built on first use with a progress bar, then cached (disk + memory)."""
-    sources = backend.gallery_sources(session.export_dir)
-    folder = backend.index_dir(session.client, sources)
-    if not (folder / "index.faiss").exists():
-        videos, ids, captions = sources
-        if not videos:
-            st.warning("Nothing to search: no gallery in the export and no sample videos.")
-            st.stop()
-        from kmm.serving.index import VideoIndex
+    bar = None
 
-        bar = st.progress(0.0, text=f"Indexing {len(videos)} videos (first use only)...")
-        index = VideoIndex.build(
-            session.client, videos, ids=ids, captions=captions, progress=False,
-            on_progress=lambda done, total: bar.progress(done / total, text=f"Indexing videos: {done} / {total}"),
-        )  # fmt: skip
-        index.save(folder)
+    def progress(done, total):
+        nonlocal bar
+        bar = bar or st.progress(0.0)
+        bar.progress(done / total, text=f"Indexing videos (first use only): {done} / {total}")
+
+    try:
+        folder = backend.ensure_index(session.client, gallery_sources(session.export_dir), on_progress=progress)
+    except backend.NoExport as e:
+        st.warning(str(e))
+        st.stop()
+    if bar is not None:
         bar.empty()
     return _load_index(str(folder))

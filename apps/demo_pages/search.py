@@ -4,6 +4,7 @@ import streamlit as st
 
 from demo_pages import common
 from kmm.demo import media
+from kmm.serving.index import clip_frames, frame_request
 
 COLUMNS = 4
 
@@ -38,9 +39,7 @@ def _video_to_text(session, index):
     if choice is None:
         return
     video = index.videos[index.ids.index(choice)]
-    num_frames, size = common.frame_request(session)
-    from kmm.serving.index import clip_frames
-
+    num_frames, size = frame_request(session.client)
     left, right = st.columns([1, 2])
     with left:
         st.image(media.preview(video), caption=choice)

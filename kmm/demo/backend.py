@@ -33,16 +33,14 @@ def local_versions(model_dir):
 def open_client(target, model_name="kmm", version=None):
     """A client, or `NoExport` / `ServingUnavailable` with a message a person can act on."""
     target = str(target).strip()
-    if not target.startswith(("http://", "https://", "grpc://")):
-        path = Path(target).expanduser()
-        if not local_versions(path):
-            raise NoExport(f"No kmm export found at {path}. Create one with the quickstart: {QUICKSTART_HINT}")
-        if version and (path / "saved_model.pb").exists():
-            version = None
+    remote = target.startswith(("http://", "https://", "grpc://"))
+    if not remote and not local_versions(target):
+        raise NoExport(
+            f"No kmm export found at {Path(target).expanduser()}. Create one with the quickstart: {QUICKSTART_HINT}"
+        )
     client = connect(target, model_name, version)
-    if not target.startswith(("http://", "https://", "grpc://")):
-        return client
-    client.signatures()  # fail now, with the server's address in the message, if it is unreachable
+    if remote:
+        client.signatures()  # fail now, with the server's address in the message, if it is unreachable
     return client
 
 
@@ -80,17 +78,16 @@ def index_dir(client, sources):
     return paths.kmm_home() / "demo" / "index" / key
 
 
-def load_or_build_index(client, export_dir=None, on_progress=None):
-    """The gallery index: loaded from cache, or built (with `on_progress(done, total)`) and cached."""
-    from kmm.serving.index import VideoIndex
+def ensure_index(client, sources, on_progress=None):
+    """The folder of the gallery index for `client` + `sources` (`gallery_sources`), built and saved
+    first if it is not cached yet; `on_progress(done, total)` follows the build."""
+    from kmm.serving.index import INDEX_FILE, VideoIndex
 
-    sources = gallery_sources(export_dir)
     folder = index_dir(client, sources)
-    if (folder / "index.faiss").exists():
-        return VideoIndex.load(folder), False
-    videos, ids, captions = sources
-    if not videos:
-        raise NoExport("Nothing to index: the export has no gallery and no sample videos were found.")
-    index = VideoIndex.build(client, videos, ids=ids, captions=captions, progress=False, on_progress=on_progress)
-    index.save(folder)
-    return index, True
+    if not (folder / INDEX_FILE).exists():
+        videos, ids, captions = sources
+        if not videos:
+            raise NoExport("Nothing to search: the export has no gallery and no sample videos were found.")
+        index = VideoIndex.build(client, videos, ids=ids, captions=captions, progress=False, on_progress=on_progress)
+        index.save(folder)
+    return folder

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from kmm import paths
+from kmm.data.video_io import VIDEO_EXTENSIONS
 
 DEFAULT_MAX_UPLOAD_MB = 50
-UPLOAD_TYPES = ("mp4", "avi", "webm", "mov", "gif", "mkv", "m4v")
+UPLOAD_TYPES = tuple(ext.lstrip(".") for ext in VIDEO_EXTENSIONS)  # what the decoder reads
 
 
 class UploadError(ValueError):

@@ -115,6 +115,16 @@ class EndToEnd:
     text_encoder: keras.layers.Layer
 
 
+def make_encoders(config, trainable=False):
+    """`(video_encoder, text_encoder)`: the config's TF-Hub encoders as kmm adapter layers."""
+    from kmm.hub.encoders import TextEncoder, VideoEncoder
+
+    return (
+        VideoEncoder(config.frame_encoder, config.frame_convention, trainable=trainable, name="video_encoder"),
+        TextEncoder(config.text_encoder, config.text_convention, trainable=trainable, name="text_encoder"),
+    )
+
+
 def build_end_to_end(parts, trainable_encoders=False, encoders=None):
     """Wraps `parts` with the config's TF-Hub encoders (frozen unless `trainable_encoders`).
 
@@ -122,22 +132,12 @@ def build_end_to_end(parts, trainable_encoders=False, encoders=None):
     from a saved end-to-end model) instead of fresh ones from the config's handles. Text
     tokens are cut to `config.max_text_tokens`, as in the stage-1 feature cache.
     """
-    from kmm.hub.encoders import TextEncoder, VideoEncoder
-
     config = parts.config
     size = config.frame_size
     frames = keras.Input((config.num_frames, size, size, 3), dtype="uint8", name=specs.FRAMES)
     text = keras.Input((), dtype="string", name=specs.TEXT)
     caption = keras.Input((), dtype="string", name=specs.CAPTION)
-    if encoders is not None:
-        video_encoder, text_encoder = encoders
-    else:
-        video_encoder = VideoEncoder(
-            config.frame_encoder, config.frame_convention, trainable=trainable_encoders, name="video_encoder"
-        )
-        text_encoder = TextEncoder(
-            config.text_encoder, config.text_convention, trainable=trainable_encoders, name="text_encoder"
-        )
+    video_encoder, text_encoder = encoders or make_encoders(config, trainable_encoders)
     video = parts.video_tower(video_encoder(frames)[specs.VIDEO_TOKENS])
     encoded_text = text_encoder(text)
     encoded_caption = text_encoder(caption)

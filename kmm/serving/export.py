@@ -76,12 +76,6 @@ def list_versions(model_dir):
     return sorted(found, key=lambda p: int(p.name))
 
 
-def latest_export(base_dir="saved_models", name="kmm"):
-    """Path of the newest complete version of `name`, or None."""
-    versions = list_versions(Path(base_dir) / name)
-    return versions[-1] if versions else None
-
-
 def _signatures(models, config, gallery_embeddings, gallery_ids, k):
     """The serving functions, keyed by signature name, with their input signatures."""
     n, size = config.num_frames, config.frame_size
@@ -92,7 +86,7 @@ def _signatures(models, config, gallery_embeddings, gallery_ids, k):
 
     def same_batch(a, b):
         message = "`frames` (or `jpeg_frames`) and `text` must have the same batch size."
-        with tf.control_dependencies([P._fail_unless(tf.equal(tf.shape(a)[0], tf.shape(b)[0]), message)]):
+        with tf.control_dependencies([P.fail_unless(tf.equal(tf.shape(a)[0], tf.shape(b)[0]), message)]):
             return tf.identity(b)
 
     def classify_clips(clips, text):

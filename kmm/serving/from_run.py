@@ -37,13 +37,14 @@ def gallery_from_features(parts, feature_dir, split="test"):
     manifest = Path(json.loads((feature_dir / "features.json").read_text())["signature"]["manifest"])
     rows = {r.index: r for r in read_manifest(manifest)}
     embeddings = parts.video_tower.predict(arrays[VIDEO_FEATURES], batch_size=256, verbose=0)[specs.VIDEO_EMBEDDING]
-    ids, videos, captions, keep = [], [], [], []
+    ids, videos, captions, keep, seen = [], [], [], [], set()
     for i, row_index in enumerate(arrays[specs.ROW].tolist()):
         row = rows[row_index]
         video = Path(row.video)
         item = str(video.relative_to(manifest.parent)) if video.is_relative_to(manifest.parent) else str(video)
-        if item in ids:
+        if item in seen:
             continue  # one gallery item per file, whatever the number of captions
+        seen.add(item)
         ids.append(item)
         videos.append(str(video))
         captions.append(row.caption)
@@ -54,12 +55,14 @@ def gallery_from_features(parts, feature_dir, split="test"):
 def export_run(run_dir, base_dir="saved_models", name="kmm", gallery_split="test", k=10, towers_dir=None,
                log=None):  # fmt: skip
     """Exports a run folder; returns the version path. `gallery_split=None`: no `search` signature."""
+    from kmm.models.builder import make_encoders
     from kmm.serving.hub_towers import export_towers
     from kmm.train.trainer import load_run
 
     run_dir = Path(run_dir)
     parts = load_run(run_dir)
-    encoders = run_encoders(run_dir)
+    # One pair of encoders (TF-Hub modules loaded once) for the export and the towers.
+    encoders = run_encoders(run_dir) or make_encoders(parts.config)
     gallery = None
     if gallery_split and parts.text_tower is not None:
         pointer = run_dir / "features.txt"

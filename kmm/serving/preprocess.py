@@ -13,7 +13,7 @@ import tensorflow as tf
 MIN_SIDE = 16
 
 
-def _fail_unless(condition, message, shape=None):
+def fail_unless(condition, message, shape=None):
     """An assertion whose `InvalidArgumentError` carries `message` (and the offending shape)."""
     data = [tf.constant(message)] if shape is None else [tf.constant(message + " Received shape:"), shape]
     return tf.debugging.Assert(condition, data, summarize=8)
@@ -42,10 +42,10 @@ def _checks(tensor, rank, expected, conditions):
     """Asserts the rank first; each `(condition(shape), problem)` is only checked at the right rank."""
     rank_ok = tf.equal(tf.rank(tensor), rank)
     shape = _padded_shape(tensor, rank)
-    asserts = [_fail_unless(rank_ok, f"{expected}; got rank != {rank}.", tf.shape(tensor))]
+    asserts = [fail_unless(rank_ok, f"{expected}; got rank != {rank}.", tf.shape(tensor))]
     for condition, problem in conditions:
         ok = tf.logical_or(tf.logical_not(rank_ok), condition(shape))
-        asserts.append(_fail_unless(ok, f"{expected}; got {problem}.", tf.shape(tensor)))
+        asserts.append(fail_unless(ok, f"{expected}; got {problem}.", tf.shape(tensor)))
     return asserts
 
 
@@ -122,7 +122,7 @@ def decode_clips(encoded, num_frames, size, name="jpeg_frames"):
     def decode_one(data):
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
         image_shape = tf.shape(image)
-        small = _fail_unless(
+        small = fail_unless(
             tf.reduce_all(image_shape[:2] >= MIN_SIDE),
             f"every frame in `{name}` must be at least {MIN_SIDE} px a side.",
         )

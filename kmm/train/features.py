@@ -56,7 +56,7 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
     `encoders`: optional `(video_encoder, text_encoder)` layers to use instead of fresh ones
     from the config's handles (e.g. fine-tuned ones); such features are never reused from cache.
     """
-    from kmm.hub.encoders import TextEncoder, VideoEncoder
+    from kmm.models.builder import make_encoders
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -68,11 +68,7 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
     if not force and meta_path.exists() and json.loads(meta_path.read_text()).get("signature") == signature:
         if all((out_dir / f"{s}.npz").exists() for s in splits):
             return {s: (out_dir / f"{s}.npz", None) for s in splits}
-    if encoders is not None:
-        video_encoder, text_encoder = encoders
-    else:
-        video_encoder = VideoEncoder(config.frame_encoder, config.frame_convention)
-        text_encoder = TextEncoder(config.text_encoder, config.text_convention)
+    video_encoder, text_encoder = encoders or make_encoders(config)
     video_fn = tf.function(lambda frames: video_encoder(frames)[specs.VIDEO_TOKENS], reduce_retracing=True)
     data_config = DataConfig(config.num_frames, config.frame_size, batch_size=batch_size)
     results = {}

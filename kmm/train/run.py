@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from kmm import specs
 from kmm.data.manifest import read_manifest
-from kmm.models.builder import build_parts
+from kmm.models.builder import build_parts, make_encoders
 from kmm.models.config import PRESETS
 from kmm.train import features as feats
 from kmm.train.trainer import TrainConfig, load_run, save_run, train_end_to_end, train_on_features
@@ -39,11 +39,10 @@ def load_run_config(path):
 
 def _encoder_dims(config):
     """Feature width of the video encoder and text width of the text encoder, by probing them."""
-    from kmm.hub.encoders import TextEncoder, VideoEncoder
-
     probe = np.zeros((1, config.num_frames, config.frame_size, config.frame_size, 3), np.uint8)
-    video = VideoEncoder(config.frame_encoder, config.frame_convention)(tf.constant(probe))
-    text = TextEncoder(config.text_encoder, config.text_convention)(tf.constant(["x"]))
+    video_encoder, text_encoder = make_encoders(config)
+    video = video_encoder(tf.constant(probe))
+    text = text_encoder(tf.constant(["x"]))
     return video[specs.VIDEO_TOKENS].shape[-1], text[specs.TEXT_EMBEDDING].shape[-1]
 
 

@@ -9,14 +9,14 @@ LABELS = ("move left", "move right", "grow")
 def tiny_parts():
     import tensorflow as tf
 
-    from kmm.hub.encoders import TextEncoder, VideoEncoder
-    from kmm.models.builder import build_parts
+    from kmm.models.builder import build_parts, make_encoders
     from kmm.models.config import PRESETS
 
     config = PRESETS["tiny"].replace(labels=LABELS)
+    video_encoder, text_encoder = make_encoders(config)
     frames = tf.zeros((1, config.num_frames, config.frame_size, config.frame_size, 3), tf.uint8)
-    feature_dim = VideoEncoder(config.frame_encoder, config.frame_convention)(frames)["video_tokens"].shape[-1]
-    text_dim = TextEncoder(config.text_encoder, config.text_convention)(tf.constant(["x"]))["text_embedding"].shape[-1]
+    feature_dim = video_encoder(frames)["video_tokens"].shape[-1]
+    text_dim = text_encoder(tf.constant(["x"]))["text_embedding"].shape[-1]
     return build_parts(config, feature_dim, text_dim)
 
 

@@ -196,7 +196,7 @@ def test_fit_images_matches_the_training_resize():
 )  # fmt: skip
 def test_bad_input_is_an_invalid_argument_that_says_what_was_expected(exported, signature, inputs, message):
     client = LocalClient(exported[1])
-    with pytest.raises(ServingError, match=None) as info:
+    with pytest.raises(ServingError) as info:
         client.predict(signature, inputs)
     assert message.lower() in str(info.value).lower(), str(info.value)
 
