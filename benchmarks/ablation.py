@@ -1,9 +1,10 @@
-"""Ablation on kmm-shapes (default size): fusion and temporal model, same data, same budget.
+"""Ablation on kmm-shapes (default size): fusion, temporal model and retrieval towers, same data, same budget.
 
 Trains stage 1 on the quickstart's cached features (run `kmm quickstart` first) for each
 variant and evaluates on the test and compositional splits. Rows:
 - fusion = none (video only) / concat / cross_attention / co_attention / text_guided, with temporal = lstm;
-- temporal = mean / lstm / transformer, with fusion = co_attention.
+- temporal = mean / lstm / transformer, with fusion = co_attention;
+- retrieval towers: video_embedding = temporal / slots x text_embedding = pooled / tokens (text_guided, lstm).
 
 Run: .venv/bin/python benchmarks/ablation.py [--epochs 25] [--out benchmarks/results/ablation.json]
 """
@@ -21,21 +22,25 @@ from kmm.train.features import load_features
 from kmm.train.trainer import TrainConfig, train_on_features
 
 VARIANTS = [
-    ("lstm", "none"),
-    ("lstm", "concat"),
-    ("lstm", "cross_attention"),
-    ("lstm", "co_attention"),
-    ("lstm", "text_guided"),
-    ("mean", "co_attention"),
-    ("transformer", "co_attention"),
+    ("lstm", "none", "slots", "tokens"),
+    ("lstm", "concat", "slots", "tokens"),
+    ("lstm", "cross_attention", "slots", "tokens"),
+    ("lstm", "co_attention", "slots", "tokens"),
+    ("lstm", "text_guided", "slots", "tokens"),
+    ("mean", "co_attention", "slots", "tokens"),
+    ("transformer", "co_attention", "slots", "tokens"),
+    ("lstm", "text_guided", "temporal", "pooled"),
+    ("lstm", "text_guided", "temporal", "tokens"),
+    ("lstm", "text_guided", "slots", "pooled"),
 ]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = kmm_home() / "runs" / "features-default-efficientnet-lite0@128-kmm-frames-spatial"
+    default = kmm_home() / "runs" / "features-default-efficientnet-lite0@128-kmm-frames-spatial16"
     parser.add_argument("--features", default=str(default), help="A quickstart feature folder.")
-    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--only", type=int, nargs="*", help="Run only these rows of VARIANTS (0-based).")
     parser.add_argument("--out", default="benchmarks/results/ablation.json")
     args = parser.parse_args()
     folder = Path(args.features)
@@ -43,17 +48,24 @@ def main():
         raise SystemExit(f"{folder}: no cached features; run `kmm quickstart` first.")
     arrays = {s: load_features(folder / f"{s}.npz") for s in ("train", "val", "test", "compositional")}
     rows = []
-    for temporal, fusion in VARIANTS:
-        config = PRESETS["default"].replace(labels=tuple(label_names()), temporal=temporal, fusion=fusion)
+    variants = [VARIANTS[i] for i in args.only] if args.only else VARIANTS
+    for temporal, fusion, video_embedding, text_embedding in variants:
+        config = PRESETS["default"].replace(
+            labels=tuple(label_names()), temporal=temporal, fusion=fusion,
+            video_embedding=video_embedding, text_embedding=text_embedding,
+        )  # fmt: skip
         start = time.perf_counter()
+        run_dir = f"/tmp/kmm-ablation/{temporal}-{fusion}-{video_embedding}-{text_embedding}"
         parts, history = train_on_features(
-            config, arrays["train"], arrays["val"], TrainConfig(epochs=args.epochs), f"/tmp/kmm-ablation/{temporal}-{fusion}", verbose=0
+            config, arrays["train"], arrays["val"], TrainConfig(epochs=args.epochs), run_dir, verbose=0
         )  # fmt: skip
         seconds = time.perf_counter() - start
         test, comp = evaluate_split(parts, arrays["test"]), evaluate_split(parts, arrays["compositional"])
         row = {
             "temporal": temporal,
             "fusion": fusion,
+            "video_embedding": video_embedding,
+            "text_embedding": text_embedding,
             "epochs": len(history.history["loss"]),
             "train_seconds": round(seconds, 1),
             "test_accuracy": test["classification"]["accuracy"],
@@ -66,11 +78,11 @@ def main():
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(
-        "\n| temporal | fusion | test acc | action | referring | t->v R@1 | t->v R@10 | compositional acc | train s |"
+        "\n| temporal | fusion | video emb | text emb | test acc | action | referring | t->v R@1 | t->v R@10 | compositional acc | train s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['temporal']} | {r['fusion']} | {100 * r['test_accuracy']:.1f} | {100 * r['test_action_accuracy']:.1f} "
+        print(f"| {r['temporal']} | {r['fusion']} | {r['video_embedding']} | {r['text_embedding']} | {100 * r['test_accuracy']:.1f} | {100 * r['test_action_accuracy']:.1f} "
               f"| {100 * r['test_referring_accuracy']:.1f} | {r['test_t2v_R@1']:.1f} | {r['test_t2v_R@10']:.1f} "
               f"| {100 * r['compositional_accuracy']:.1f} | {r['train_seconds']:.0f} |")  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

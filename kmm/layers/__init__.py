@@ -2,6 +2,7 @@
 
 from kmm.layers.fusion import ConcatFusion, CrossModalAttention, CrossModalFusion, TextGuidedPooling
 from kmm.layers.retrieval import L2Normalize, SimilarityLogits
+from kmm.layers.slots import SlotPooling, SlotTracks
 from kmm.layers.temporal import (
     AttentionPooling,
     PositionEmbedding,
@@ -20,6 +21,8 @@ __all__ = [
     "PositionEmbedding",
     "RecurrentTemporal",
     "SimilarityLogits",
+    "SlotPooling",
+    "SlotTracks",
     "TemporalPooling",
     "TemporalTransformer",
     "TextGuidedPooling",

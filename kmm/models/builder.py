@@ -14,13 +14,18 @@ from kmm import specs
 from kmm.layers import SimilarityLogits
 from kmm.models.towers import (
     CAPTION_EMBEDDING,
+    CAPTION_PADDING_MASK,
+    CAPTION_TOKENS,
     FRAME_ATTENTION,
     LOGITS,
     VIDEO_CELLS,
     VIDEO_FEATURES,
+    VIDEO_POOLED,
     build_classification_head,
     build_text_tower,
     build_video_tower,
+    caption_keys,
+    text_tower_inputs,
 )
 
 SIMILARITY = "similarity"
@@ -53,22 +58,27 @@ def build_parts(config, feature_dim, text_dim):
     )
 
 
-def _heads(parts, video, text_tokens, text_mask, caption_embedding):
+def caption_inputs(config, encoded):
+    """The text tower's inputs from a text encoder's outputs (tokens cut to `max_caption_tokens`)."""
+    if config.text_embedding == "pooled":
+        return {CAPTION_EMBEDDING: encoded[specs.TEXT_EMBEDDING]}
+    cut = config.max_caption_tokens
+    return {
+        CAPTION_TOKENS: encoded[specs.TEXT_TOKENS][:, :cut],
+        CAPTION_PADDING_MASK: encoded[specs.TEXT_PADDING_MASK][:, :cut],
+    }
+
+
+def _heads(parts, video, text_tokens, text_mask, caption):
     outputs = {}
     if parts.head is not None:
-        head_inputs = {
-            specs.VIDEO_TOKENS: video[specs.VIDEO_TOKENS],
-            "video_pooled": video["video_pooled"],
-            specs.TEXT_TOKENS: text_tokens,
-            specs.TEXT_PADDING_MASK: text_mask,
-        }
-        if VIDEO_CELLS in video:
-            head_inputs[VIDEO_CELLS] = video[VIDEO_CELLS]
+        head_inputs = {specs.TEXT_TOKENS: text_tokens, specs.TEXT_PADDING_MASK: text_mask}
+        head_inputs.update({k: video[k] for k in (specs.VIDEO_TOKENS, VIDEO_POOLED, VIDEO_CELLS) if k in video})
         out = parts.head(head_inputs)
         outputs[LOGITS] = out[LOGITS]
         outputs[FRAME_ATTENTION] = out[FRAME_ATTENTION]
-    if parts.text_tower is not None and caption_embedding is not None:
-        text_embedding = parts.text_tower(caption_embedding)
+    if parts.text_tower is not None and caption is not None:
+        text_embedding = parts.text_tower(caption)
         outputs[SIMILARITY] = parts.similarity(video[specs.VIDEO_EMBEDDING], text_embedding)
     return outputs
 
@@ -77,7 +87,9 @@ def build_feature_model(parts, feature_dim, text_dim):
     """Cached encoder outputs -> `{logits, frame_attention, similarity}` (what the tasks need).
 
     Inputs: `video_features (b, t, feature_dim)`, `text_tokens (b, l, text_dim)`,
-    `text_padding_mask (b, l)`, `caption_embedding (b, text_dim)`.
+    `text_padding_mask (b, l)`, and the caption as the text tower takes it:
+    `caption_embedding (b, text_dim)` or `caption_tokens (b, lc, text_dim)` +
+    `caption_padding_mask (b, lc)` (see `ModelConfig.text_embedding`).
 
     Example:
 
@@ -89,12 +101,11 @@ def build_feature_model(parts, feature_dim, text_dim):
         VIDEO_FEATURES: keras.Input((config.num_frames, feature_dim), name=VIDEO_FEATURES),
         specs.TEXT_TOKENS: keras.Input((None, text_dim), name=specs.TEXT_TOKENS),
         specs.TEXT_PADDING_MASK: keras.Input((None,), dtype="bool", name=specs.TEXT_PADDING_MASK),
-        CAPTION_EMBEDDING: keras.Input((text_dim,), name=CAPTION_EMBEDDING),
+        **text_tower_inputs(config, text_dim),
     }
     video = parts.video_tower(inputs[VIDEO_FEATURES])
-    outputs = _heads(
-        parts, video, inputs[specs.TEXT_TOKENS], inputs[specs.TEXT_PADDING_MASK], inputs[CAPTION_EMBEDDING]
-    )
+    caption = {k: inputs[k] for k in caption_keys(config)}
+    outputs = _heads(parts, video, inputs[specs.TEXT_TOKENS], inputs[specs.TEXT_PADDING_MASK], caption)
     return keras.Model(inputs, outputs, name="kmm_feature_model")
 
 
@@ -144,7 +155,7 @@ def build_end_to_end(parts, trainable_encoders=False, encoders=None):
     cut = config.max_text_tokens
     outputs = _heads(
         parts, video, encoded_text[specs.TEXT_TOKENS][:, :cut], encoded_text[specs.TEXT_PADDING_MASK][:, :cut],
-        encoded_caption[specs.TEXT_EMBEDDING] if parts.text_tower is not None else None,
+        caption_inputs(config, encoded_caption) if parts.text_tower is not None else None,
     )  # fmt: skip
     trainer_inputs = {specs.FRAMES: frames, specs.TEXT: text}
     if parts.text_tower is not None:
@@ -162,6 +173,6 @@ def build_end_to_end(parts, trainable_encoders=False, encoders=None):
     text_embedder = None
     if parts.text_tower is not None:
         text_embedder = keras.Model(
-            text, parts.text_tower(text_encoder(text)[specs.TEXT_EMBEDDING]), name="kmm_text_embedder"
+            text, parts.text_tower(caption_inputs(config, text_encoder(text))), name="kmm_text_embedder"
         )
     return EndToEnd(trainer, classifier, video_embedder, text_embedder, video_encoder, text_encoder)

@@ -5,6 +5,8 @@ import json
 
 TEMPORAL_MODELS = ("mean", "max", "lstm", "gru", "transformer")
 FUSIONS = ("none", "concat", "cross_attention", "co_attention", "text_guided")
+VIDEO_EMBEDDINGS = ("temporal", "slots")
+TEXT_EMBEDDINGS = ("pooled", "tokens")
 TASKS = ("classification", "retrieval")
 
 
@@ -12,24 +14,32 @@ TASKS = ("classification", "retrieval")
 class ModelConfig:
     """Everything needed to rebuild a kmm model.
 
-    Defaults train on CPU in minutes: EfficientNet-Lite0 feature maps at 128 px (4x4 cells
-    of where things are), MiniLM text, 8 frames, width 128.
+    Defaults train on CPU in minutes: EfficientNet-Lite0's stride-16 feature maps at 128 px
+    (8x8 cells of where things are), MiniLM text, 8 frames, width 128.
     """
 
     frame_encoder: str = "kmm://efficientnet-lite0@128"
-    frame_convention: str = "kmm-frames-spatial"  # see kmm.hub.conventions.VIDEO_CONVENTIONS
+    frame_convention: str = "kmm-frames-spatial16"  # see kmm.hub.conventions.VIDEO_CONVENTIONS
     text_encoder: str = "kmm://minilm-l6"
     text_convention: str = "kmm-text"  # see kmm.hub.conventions.TEXT_CONVENTIONS
     num_frames: int = 8
     frame_size: int = 128
     max_text_tokens: int = 16  # referring / classification text, tokens kept after the encoder
-    spatial_cells: int = 16  # cells per frame in the features (4x4 feature map); 1 = one vector per frame
+    max_caption_tokens: int = 32  # captions, for text_embedding="tokens"
+    spatial_cells: int = 64  # cells per frame in the features (8x8 feature map); 1 = one vector per frame
     motion_features: bool = True  # append frame-to-frame feature differences
     dim: int = 128
     temporal: str = "lstm"  # Choose from ['mean', 'max', 'lstm', 'gru', 'transformer']
     temporal_layers: int = 2
     fusion: str = "text_guided"  # Choose from ['none', 'concat', 'cross_attention', 'co_attention', 'text_guided']
     fusion_layers: int = 1
+    video_embedding: str = (
+        "slots"  # Choose from ['temporal', 'slots']: retrieval embedding from the temporal model, or from object slots
+    )
+    slots: int = 8
+    text_embedding: str = (
+        "tokens"  # Choose from ['pooled', 'tokens']: caption tower on the encoder's pooled vector, or on its tokens
+    )
     num_heads: int = 4
     dropout: float = 0.1
     labels: tuple = ()
@@ -39,13 +49,20 @@ class ModelConfig:
     temperature: float = 0.07
 
     def __post_init__(self):
-        for name, value, allowed in (("temporal", self.temporal, TEMPORAL_MODELS), ("fusion", self.fusion, FUSIONS)):
+        for name, value, allowed in (
+            ("temporal", self.temporal, TEMPORAL_MODELS),
+            ("fusion", self.fusion, FUSIONS),
+            ("video_embedding", self.video_embedding, VIDEO_EMBEDDINGS),
+            ("text_embedding", self.text_embedding, TEXT_EMBEDDINGS),
+        ):
             if value not in allowed:
                 raise ValueError(f"ModelConfig.{name} must be one of {allowed}, got {value!r}")
         if not self.tasks or set(self.tasks) - set(TASKS):
             raise ValueError(f"ModelConfig.tasks must be a non-empty subset of {TASKS}, got {self.tasks!r}")
         if self.spatial_cells < 1:
             raise ValueError(f"spatial_cells must be >= 1, got {self.spatial_cells}")
+        if self.video_embedding == "slots" and self.spatial_cells < 2:
+            raise ValueError('video_embedding="slots" needs spatial features (spatial_cells > 1).')
         if self.dim % self.num_heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads}).")
 
@@ -60,18 +77,27 @@ class ModelConfig:
         data = json.loads(text)
         data["labels"] = tuple(data.get("labels", ()))
         data["tasks"] = tuple(data.get("tasks", TASKS))
+        for key, before in LEGACY_DEFAULTS.items():  # configs saved before the field existed
+            data.setdefault(key, before)
         return cls(**data)
+
+
+# What a config saved before these fields existed meant.
+LEGACY_DEFAULTS = {"video_embedding": "temporal", "text_embedding": "pooled"}
 
 
 PRESETS = {
     "default": ModelConfig(),
     "tiny": ModelConfig(
         frame_encoder="kmm://tiny-frames@32",
+        frame_convention="kmm-frames-spatial",
         text_encoder="kmm://tiny-text",
         num_frames=4,
         frame_size=32,
         max_text_tokens=8,
         spatial_cells=64,
+        slots=3,
+        max_caption_tokens=12,
         dim=16,
         temporal_layers=1,
         num_heads=2,

@@ -14,6 +14,8 @@ from kmm.layers import (
     CrossModalFusion,
     L2Normalize,
     RecurrentTemporal,
+    SlotPooling,
+    SlotTracks,
     TemporalPooling,
     TemporalTransformer,
     TextGuidedPooling,
@@ -22,8 +24,11 @@ from kmm.layers.summary import FrameAttention, MaskedMean
 from kmm.layers.temporal import CellTemporalPooling, PositionEmbedding, TemporalDifference
 
 VIDEO_FEATURES = "video_features"
+VIDEO_POOLED = "video_pooled"  # (b, dim), only for fusion="none" / "concat"
 VIDEO_CELLS = "video_cells"  # (b, t * cells, dim), only for fusion="text_guided"
-CAPTION_EMBEDDING = "caption_embedding"
+CAPTION_EMBEDDING = "caption_embedding"  # (b, text_dim): the text encoder's pooled caption
+CAPTION_TOKENS = "caption_tokens"  # (b, max_caption_tokens, text_dim)
+CAPTION_PADDING_MASK = "caption_padding_mask"  # bool (b, max_caption_tokens)
 FRAME_ATTENTION = "frame_attention"
 LOGITS = "logits"
 
@@ -44,6 +49,13 @@ def build_video_tower(config, feature_dim):
     time (order-blind by construction); `lstm` / `gru` run over one projected vector per
     frame (the flattened map: where things are, and what changed since the last frame);
     `transformer` attends over all `t * cells` tokens.
+
+    `video_embedding` (retrieval): `temporal` projects the temporal model's pooled vector;
+    `slots` lets `config.slots` learned queries pick objects out of each frame's cell tokens
+    (projected cell features with their frame-to-frame differences, shared with
+    `text_guided` fusion), runs an LSTM along each slot's frames and projects all the tracks
+    together, so "a red circle moves left and a blue star spins" is not blurred into one
+    whole-frame vector.
     """
     features = keras.Input((config.num_frames, feature_dim), name=VIDEO_FEATURES)
     cells = 1 if config.temporal in ("lstm", "gru") else config.spatial_cells
@@ -74,14 +86,29 @@ def build_video_tower(config, feature_dim):
         pooled = AttentionPooling(config.num_heads, name="temporal_attention_pooling")(tokens)
     else:
         tokens = RecurrentTemporal(config.temporal, config.dim, name=f"temporal_{config.temporal}")(x)
+        pooled = None  # built below only where something uses it
+    slots = config.video_embedding == "slots" and "retrieval" in config.tasks
+    if pooled is None and (uses_video_pooled(config) or not slots):
         pooled = AttentionPooling(config.num_heads, name="temporal_attention_pooling")(tokens)
-    embedding = keras.layers.Dense(config.dim, name="video_embedding_projection")(pooled)
+    # Cell tokens (with motion), shared by text-guided pooling and the slots.
+    cell_tokens = _cell_tokens(features, config, feature_dim) if config.fusion == "text_guided" or slots else None
+    if slots:
+        embedding = _slot_embedding(cell_tokens, config)
+    else:
+        embedding = keras.layers.Dense(config.dim, name="video_embedding_projection")(pooled)
     embedding = L2Normalize(name="video_embedding_norm")(embedding)
-    outputs = {specs.VIDEO_TOKENS: tokens, specs.VIDEO_EMBEDDING: embedding, "video_pooled": pooled}
+    outputs = {specs.VIDEO_TOKENS: tokens, specs.VIDEO_EMBEDDING: embedding}
+    if uses_video_pooled(config):
+        outputs[VIDEO_POOLED] = pooled
     if config.fusion == "text_guided":
-        outputs[VIDEO_CELLS] = _cell_tokens(features, config, feature_dim)
+        outputs[VIDEO_CELLS] = cell_tokens
     # === Functional Model ===
     return keras.Model(features, outputs, name="video_tower")
+
+
+def uses_video_pooled(config):
+    """Whether the classification head takes the video tower's pooled vector."""
+    return "classification" in config.tasks and config.fusion in ("none", "concat")
 
 
 def _cell_tokens(features, config, feature_dim):
@@ -94,13 +121,56 @@ def _cell_tokens(features, config, feature_dim):
     return keras.layers.LayerNormalization(epsilon=1e-6, name="guided_cell_norm")(x)
 
 
-def build_text_tower(config, text_dim):
-    """`caption_embedding (b, text_dim)` -> `text_embedding (b, dim)` (unit norm), for retrieval."""
-    pooled = keras.Input((text_dim,), name=CAPTION_EMBEDDING)
-    x = keras.layers.Dense(config.dim, activation="gelu", name="text_hidden")(pooled)
+def _slot_embedding(cell_tokens, config):
+    """Object-slot tracks over the cell tokens -> `(b, dim)` (not normalized)."""
+    frames, dim = config.num_frames, config.dim
+    # The cell tokens already carry each cell's change since the previous frame, so a slot
+    # sees motion without a difference of its own (measured: adding one changed nothing).
+    x = SlotPooling(frames, config.spatial_cells, config.slots, name="slot_pooling")(cell_tokens)  # (b, t * slots, dim)
+    x = SlotTracks(frames, config.slots, dim, name="slot_tracks")(x)  # (b, slots, dim)
     x = keras.layers.Dropout(config.dropout)(x)
+    x = keras.layers.Flatten(name="slot_concat")(x)
+    x = keras.layers.Dense(2 * dim, activation="gelu", name="slot_hidden")(x)
+    return keras.layers.Dense(dim, name="video_embedding_projection")(x)
+
+
+def caption_keys(config):
+    """Names of the text tower's inputs: `caption_embedding`, or `caption_tokens` + `caption_padding_mask`."""
+    return (CAPTION_EMBEDDING,) if config.text_embedding == "pooled" else (CAPTION_TOKENS, CAPTION_PADDING_MASK)
+
+
+def text_tower_inputs(config, text_dim):
+    """The text tower's `keras.Input`s, keyed by `caption_keys(config)`."""
+    if config.text_embedding == "pooled":
+        return {CAPTION_EMBEDDING: keras.Input((text_dim,), name=CAPTION_EMBEDDING)}
+    return {
+        CAPTION_TOKENS: keras.Input((None, text_dim), name=CAPTION_TOKENS),  # up to max_caption_tokens
+        CAPTION_PADDING_MASK: keras.Input((None,), dtype="bool", name=CAPTION_PADDING_MASK),
+    }
+
+
+def build_text_tower(config, text_dim):
+    """Caption -> `text_embedding (b, dim)` (unit norm), for retrieval.
+
+    `text_embedding="pooled"`: an MLP on the encoder's pooled vector. `"tokens"`: a
+    Transformer block and attention pooling over the encoder's caption tokens, which keeps
+    which word goes with which ("a red circle ... and a blue star ...") where a mean of the
+    tokens mixes them.
+    """
+    inputs = text_tower_inputs(config, text_dim)
+    if config.text_embedding == "pooled":
+        x = keras.layers.Dense(config.dim, activation="gelu", name="text_hidden")(inputs[CAPTION_EMBEDDING])
+        x = keras.layers.Dropout(config.dropout)(x)
+    else:
+        mask = inputs[CAPTION_PADDING_MASK]
+        x = keras.layers.Dense(config.dim, name="caption_token_projection")(inputs[CAPTION_TOKENS])
+        x = keras.layers.LayerNormalization(epsilon=1e-6, name="caption_token_norm")(x)
+        x = TemporalTransformer(
+            1, config.num_heads, max_length=config.max_caption_tokens, dropout=config.dropout, name="caption_transformer"
+        )(x, padding_mask=mask)  # fmt: skip
+        x = AttentionPooling(config.num_heads, name="caption_attention_pooling")(x, padding_mask=mask)
     x = keras.layers.Dense(config.dim, name="text_embedding_projection")(x)
-    return keras.Model(pooled, L2Normalize(name="text_embedding_norm")(x), name="text_tower")
+    return keras.Model(inputs, L2Normalize(name="text_embedding_norm")(x), name="text_tower")
 
 
 def build_classification_head(config, text_dim):
@@ -113,15 +183,11 @@ def build_classification_head(config, text_dim):
     `none` / `concat`).
     """
     video_tokens = keras.Input((None, config.dim), name=specs.VIDEO_TOKENS)
-    video_pooled = keras.Input((config.dim,), name="video_pooled")
     text_tokens = keras.Input((None, text_dim), name=specs.TEXT_TOKENS)
     text_mask = keras.Input((None,), dtype="bool", name=specs.TEXT_PADDING_MASK)
-    inputs = {
-        specs.VIDEO_TOKENS: video_tokens,
-        "video_pooled": video_pooled,
-        specs.TEXT_TOKENS: text_tokens,
-        specs.TEXT_PADDING_MASK: text_mask,
-    }
+    inputs = {specs.VIDEO_TOKENS: video_tokens, specs.TEXT_TOKENS: text_tokens, specs.TEXT_PADDING_MASK: text_mask}
+    if uses_video_pooled(config):
+        inputs[VIDEO_POOLED] = video_pooled = keras.Input((config.dim,), name=VIDEO_POOLED)
     if config.fusion == "text_guided":
         inputs[VIDEO_CELLS] = keras.Input((config.num_frames * config.spatial_cells, config.dim), name=VIDEO_CELLS)
     text = keras.layers.Dense(config.dim, name="text_token_projection")(text_tokens)  # (b, l, dim)

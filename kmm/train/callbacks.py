@@ -5,13 +5,14 @@ import numpy as np
 
 from kmm import specs
 from kmm.eval.metrics import bidirectional_retrieval
-from kmm.models.towers import CAPTION_EMBEDDING, VIDEO_FEATURES
+from kmm.models.towers import VIDEO_FEATURES, caption_keys
 
 
 def embed_arrays(parts, arrays, batch_size=256):
     """Video and caption embeddings of a features split, through the towers."""
     video = parts.video_tower.predict(arrays[VIDEO_FEATURES], batch_size=batch_size, verbose=0)
-    text = parts.text_tower.predict(arrays[CAPTION_EMBEDDING], batch_size=batch_size, verbose=0)
+    caption = {k: arrays[k] for k in caption_keys(parts.config)}
+    text = parts.text_tower.predict(caption, batch_size=batch_size, verbose=0)
     return np.asarray(video[specs.VIDEO_EMBEDDING]), np.asarray(text)
 
 

@@ -2,7 +2,8 @@
 
 Per split, `features/<split>.npz` holds `video_features (n, frames, dim)` (float16),
 `text_tokens (n, max_text_tokens, text_dim)` (float16) with `text_padding_mask`,
-`caption_embedding (n, text_dim)`, `label_id`, `row`, `text`, `caption`. Texts are encoded
+`caption_embedding (n, text_dim)`, `caption_tokens (n, max_caption_tokens, text_dim)`
+(float16) with `caption_padding_mask`, `label_id`, `row`, `text`, `caption`. Texts are encoded
 once per distinct string. `features/features.json` records how they were made, so a cache
 built with other encoders or sampling is rebuilt rather than silently reused.
 """
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 
 from kmm import specs
 from kmm.data.pipeline import DataConfig, dataset_from_manifest
-from kmm.models.towers import CAPTION_EMBEDDING, VIDEO_FEATURES
+from kmm.models.towers import CAPTION_EMBEDDING, CAPTION_PADDING_MASK, CAPTION_TOKENS, VIDEO_FEATURES, caption_keys
 
 
 def _signature(config, manifest):
@@ -30,6 +31,7 @@ def _signature(config, manifest):
         "num_frames": config.num_frames,
         "frame_size": config.frame_size,
         "max_text_tokens": config.max_text_tokens,
+        "max_caption_tokens": config.max_caption_tokens,
     }
 
 
@@ -83,10 +85,14 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
         arrays = {k: np.concatenate(v) for k, v in columns.items()}
         texts = [t.decode() for t in arrays[specs.TEXT]]
         captions = [c.decode() for c in arrays[specs.CAPTION]]
-        table = encode_texts(text_encoder, texts + captions, config.max_text_tokens)
-        arrays[specs.TEXT_TOKENS] = np.stack([table[t][0] for t in texts]).astype(np.float16)
-        arrays[specs.TEXT_PADDING_MASK] = np.stack([table[t][1] for t in texts])
+        cut = config.max_text_tokens
+        table = encode_texts(text_encoder, texts + captions, max(cut, config.max_caption_tokens))
+        arrays[specs.TEXT_TOKENS] = np.stack([table[t][0][:cut] for t in texts]).astype(np.float16)
+        arrays[specs.TEXT_PADDING_MASK] = np.stack([table[t][1][:cut] for t in texts])
         arrays[CAPTION_EMBEDDING] = np.stack([table[c][2] for c in captions]).astype(np.float32)
+        arrays[CAPTION_TOKENS] = np.stack([table[c][0][: config.max_caption_tokens] for c in captions])
+        arrays[CAPTION_TOKENS] = arrays[CAPTION_TOKENS].astype(np.float16)
+        arrays[CAPTION_PADDING_MASK] = np.stack([table[c][1][: config.max_caption_tokens] for c in captions])
         arrays[specs.TEXT] = arrays[specs.TEXT].astype(bytes)
         arrays[specs.CAPTION] = arrays[specs.CAPTION].astype(bytes)
         path = out_dir / f"{split}.npz"
@@ -100,12 +106,19 @@ def load_features(path):
     """Reads a split's `.npz` into a dict of numpy arrays (features as float32)."""
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
-    for key in (VIDEO_FEATURES, specs.TEXT_TOKENS):
-        arrays[key] = arrays[key].astype(np.float32)
+    for key in (VIDEO_FEATURES, specs.TEXT_TOKENS, CAPTION_TOKENS):
+        if key in arrays:
+            arrays[key] = arrays[key].astype(np.float32)
     return arrays
 
 
-MODEL_INPUTS = (VIDEO_FEATURES, specs.TEXT_TOKENS, specs.TEXT_PADDING_MASK, CAPTION_EMBEDDING)
+def model_inputs(arrays, config):
+    """The arrays `build_feature_model` takes for `config` (the caption as its text tower wants it)."""
+    keys = (VIDEO_FEATURES, specs.TEXT_TOKENS, specs.TEXT_PADDING_MASK, *caption_keys(config))
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise KeyError(f"The cached features lack {missing}; rebuild them (delete the features folder).")
+    return {k: arrays[k] for k in keys}
 
 
 def training_targets(tasks, label_ids, zeros):
@@ -119,13 +132,58 @@ def training_targets(tasks, label_ids, zeros):
     return targets
 
 
-def features_dataset(arrays, batch_size=64, training=False, seed=0, tasks=("classification", "retrieval")):
-    """`(inputs, targets)` batches for `build_feature_model` (see `training_targets`)."""
-    inputs = {k: arrays[k] for k in MODEL_INPUTS}
+def reversed_label_ids(labels, time_reversal):
+    """Label id -> the id of the label a time-reversed clip has (-1: not reversible).
+
+    `time_reversal`: `(label, reversed_label)` pairs, e.g. `("move_left", "move_right")`,
+    `("rotate", "rotate")`; a pair holds both ways.
+    """
+    index = {label: i for i, label in enumerate(labels)}
+    ids = np.full(len(labels), -1, np.int32)
+    for a, b in time_reversal:
+        for name in (a, b):
+            if name not in index:
+                raise ValueError(f"time_reversal names {name!r}, which is not one of the labels {list(labels)}")
+        ids[index[a]], ids[index[b]] = index[b], index[a]
+    return ids
+
+
+def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time_reversal=()):
+    """`(inputs, targets)` batches for `build_feature_model` (see `training_targets`).
+
+    `time_reversal` (training only): `(label, reversed_label)` pairs. Half of the clips
+    whose label has a pair play backwards (their frame features reversed) with the paired
+    label; their caption no longer describes them, so such clips get weight 0 in the
+    retrieval loss (they still serve as negatives). Batches are then
+    `(inputs, targets, sample_weights)`.
+    """
+    inputs = model_inputs(arrays, config)
+    tasks = config.tasks
     labels = arrays[specs.LABEL_ID]
     targets = training_targets(tasks, labels, lambda y: np.zeros(len(y), np.float32))
     ds = tf.data.Dataset.from_tensor_slices((inputs, targets))
     if training:
         ds = ds.shuffle(len(arrays[specs.LABEL_ID]), seed=seed, reshuffle_each_iteration=True)
+        if time_reversal and "classification" in tasks:
+            ds = ds.map(_time_reversal(reversed_label_ids(config.labels, time_reversal), seed))
     # drop_remainder in training: InfoNCE over a batch of 1 or 2 is degenerate.
     return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+def _time_reversal(reversed_ids, seed):
+    reversed_ids = tf.constant(reversed_ids)
+    generator = tf.random.Generator.from_seed(seed)
+
+    def augment(x, y):
+        target = tf.gather(reversed_ids, tf.cast(y["logits"], tf.int32))
+        flip = tf.logical_and(generator.uniform(()) < 0.5, target >= 0)
+        x = dict(x)
+        x[VIDEO_FEATURES] = tf.where(flip, tf.reverse(x[VIDEO_FEATURES], [0]), x[VIDEO_FEATURES])
+        y = dict(y)
+        y["logits"] = tf.where(flip, tf.cast(target, y["logits"].dtype), y["logits"])
+        weights = {k: tf.ones(()) for k in y}
+        if "similarity" in y:
+            weights["similarity"] = tf.where(flip, 0.0, 1.0)
+        return x, y, weights
+
+    return augment

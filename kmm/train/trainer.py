@@ -34,6 +34,12 @@ class TrainConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 10
+    # Keep the last epoch's weights (the cosine schedule ends at a low rate) rather than the
+    # lowest-val_loss epoch: the classification loss on val rises with confidence while
+    # accuracy and retrieval still improve, so the lowest val_loss is usually an early epoch.
+    restore_best: bool = False
+    # Stage-1 augmentation: (label, reversed_label) pairs; see features.features_dataset.
+    time_reversal: tuple = ()
     finetune_epochs: int = 0
     finetune_learning_rate: float = 1e-5
     seed: int = 0
@@ -63,13 +69,15 @@ def _compile(model, config, learning_rate, weight_decay, steps):
     return view
 
 
-def _callbacks(run_dir, parts, val_arrays, patience, stage):
+def _callbacks(run_dir, parts, val_arrays, train_config, stage):
     run_dir = Path(run_dir)
     callbacks = []
     if val_arrays is not None and parts.text_tower is not None:
         callbacks.append(RetrievalEvaluation(parts, val_arrays))
     callbacks += [
-        keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.EarlyStopping(
+            "val_loss", patience=train_config.patience, restore_best_weights=train_config.restore_best
+        ),
         keras.callbacks.ModelCheckpoint(
             str(run_dir / "checkpoints" / f"{stage}.best.weights.h5"),
             "val_loss",
@@ -91,14 +99,15 @@ def train_on_features(config, train_arrays, val_arrays, train_config, run_dir, v
     parts = build_parts(config, feature_dim, text_dim)
     model = build_feature_model(parts, feature_dim, text_dim)
     train_ds = features_dataset(
-        train_arrays, train_config.batch_size, training=True, seed=train_config.seed, tasks=config.tasks
-    )
-    val_ds = features_dataset(val_arrays, train_config.batch_size, tasks=config.tasks)
+        train_arrays, config, train_config.batch_size, training=True, seed=train_config.seed,
+        time_reversal=train_config.time_reversal,
+    )  # fmt: skip
+    val_ds = features_dataset(val_arrays, config, train_config.batch_size)
     steps = train_config.epochs * int(train_ds.cardinality())
     view = _compile(model, config, train_config.learning_rate, train_config.weight_decay, steps)
     history = view.fit(
         train_ds, validation_data=val_ds, epochs=train_config.epochs, verbose=verbose,
-        callbacks=_callbacks(run_dir, parts, val_arrays, train_config.patience, "stage1"),
+        callbacks=_callbacks(run_dir, parts, val_arrays, train_config, "stage1"),
     )  # fmt: skip
     save_run(run_dir, parts, feature_dim, text_dim, train_config)
     return parts, history
@@ -138,7 +147,7 @@ def train_end_to_end(parts, manifest, train_config, run_dir, epochs, learning_ra
     view = _compile(models.trainer, config, learning_rate, train_config.weight_decay, steps)
     history = view.fit(
         train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose,
-        callbacks=_callbacks(run_dir, parts, None, train_config.patience, "stage2"),
+        callbacks=_callbacks(run_dir, parts, None, train_config, "stage2"),
     )  # fmt: skip
     return models, history
 
@@ -170,10 +179,10 @@ def load_run(run_dir):
 
 def predict_arrays(parts, arrays, batch_size=256):
     """Class probabilities (or None) and frame attention for a features split."""
-    from kmm.train.features import MODEL_INPUTS
+    from kmm.train.features import model_inputs
 
     model = build_feature_model(parts, arrays["video_features"].shape[-1], arrays[specs.TEXT_TOKENS].shape[-1])
     if parts.head is None:
         return None, None
-    out = model.predict({k: arrays[k] for k in MODEL_INPUTS}, batch_size=batch_size, verbose=0)
+    out = model.predict(model_inputs(arrays, parts.config), batch_size=batch_size, verbose=0)
     return np.asarray(keras.ops.softmax(out[LOGITS])), np.asarray(out["frame_attention"])

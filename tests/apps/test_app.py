@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from kmm.data.synth.vocab import ACTIONS
 from tests.data.clips import write_cv2
 from tests.serving.conftest import clips
 
@@ -33,8 +34,7 @@ def test_classify_a_gallery_clip_with_text(app):
     assert_no_traceback(app)
     [result] = messages(app, "success")
     assert "text: *the red circle*" in result
-    assert any(label in result for label in ("move_left", "move_right", "move_up", "move_down", "grow", "shrink",
-                                             "rotate", "stay"))  # fmt: skip
+    assert any(label in result for label in ACTIONS)
     assert len(app.get("image")) >= 2 and app.get("vega_lite_chart")  # strip + attention map, bar chart
 
 

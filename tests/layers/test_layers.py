@@ -151,3 +151,38 @@ def test_text_guided_pooling_equals_the_formula(tmp_path):
     np.testing.assert_allclose(
         keras.models.load_model(tmp_path / "g.keras")([tokens, query]), model([tokens, query]), atol=1e-5
     )
+
+
+def test_slot_pooling_equals_the_formula_and_round_trips(tmp_path):
+    from kmm.layers import SlotPooling
+
+    frames, cells, slots, dim = 3, 4, 2, 8
+    tokens = RNG.normal(size=(2, frames * cells, dim)).astype("float32")
+    layer = SlotPooling(frames, cells, slots)
+    out, weights = layer(tokens, return_attention_scores=True)
+    wk, bk = (w.numpy() for w in layer.key_projection.weights)
+    keys = (tokens @ wk + bk).reshape(2, frames, cells, dim)
+    expected_w = _softmax(np.einsum("btcd,kd->btkc", keys, layer.queries.numpy()) / np.sqrt(dim))
+    np.testing.assert_allclose(weights, expected_w, atol=1e-5)
+    expected = np.einsum("btkc,btcd->btkd", expected_w, tokens.reshape(2, frames, cells, dim))
+    np.testing.assert_allclose(out, expected.reshape(2, frames * slots, dim), atol=1e-5)  # frame-major
+    # Slots are content queries: moving an object to another cell moves the slot's attention with it.
+    grid = tokens.reshape(2, frames, cells, dim)
+    rolled = np.roll(grid, 1, axis=2).reshape(2, frames * cells, dim)
+    _, rolled_weights = layer(rolled, return_attention_scores=True)
+    np.testing.assert_allclose(np.roll(weights, 1, axis=-1), rolled_weights, atol=1e-5)
+    run_layer_test(lambda: SlotPooling(frames, cells, slots), tokens, tmp_path)
+
+
+def test_slot_tracks_run_one_rnn_per_slot(tmp_path):
+    from kmm.layers import SlotTracks
+
+    frames, slots = 3, 2
+    x = RNG.normal(size=(2, frames * slots, 8)).astype("float32")
+    layer = SlotTracks(frames, slots, 4)
+    out = layer(x).numpy()
+    assert out.shape == (2, slots, 4)
+    # Slot 1's track is the LSTM over frames (0, 1, 2) of slot 1 alone.
+    track = x.reshape(2, frames, slots, 8)[:, :, 1]
+    np.testing.assert_allclose(out[:, 1], layer.rnn(track), atol=1e-5)
+    run_layer_test(lambda: SlotTracks(frames, slots, 4), x, tmp_path)

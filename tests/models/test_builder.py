@@ -1,4 +1,5 @@
 import itertools
+import json
 
 import keras
 import numpy as np
@@ -6,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from kmm import specs
-from kmm.models.builder import build_end_to_end, build_feature_model, build_parts
-from kmm.models.config import FUSIONS, PRESETS, TEMPORAL_MODELS, ModelConfig
+from kmm.models.builder import build_end_to_end, build_feature_model, build_parts, caption_inputs
+from kmm.models.config import FUSIONS, PRESETS, TEMPORAL_MODELS, TEXT_EMBEDDINGS, VIDEO_EMBEDDINGS, ModelConfig
 
 LABELS = ("left", "right", "still")
 FEATURE_DIM, TEXT_DIM = 256, 32  # 64 cells x 4 channels (the tiny preset)
@@ -22,22 +23,56 @@ def _inputs(n=4, frames=4, tokens=5, seed=0):
         specs.TEXT_TOKENS: rng.normal(size=(n, tokens, TEXT_DIM)).astype("float32"),
         specs.TEXT_PADDING_MASK: mask,
         "caption_embedding": rng.normal(size=(n, TEXT_DIM)).astype("float32"),
+        "caption_tokens": rng.normal(size=(n, tokens + 2, TEXT_DIM)).astype("float32"),
+        "caption_padding_mask": np.arange(tokens + 2)[None, :] < rng.integers(1, tokens + 3, size=(n, 1)),
     }
+
+
+def _for(config, x):
+    from kmm.train.features import model_inputs
+
+    return model_inputs(x, config)
 
 
 @pytest.mark.parametrize("temporal, fusion", list(itertools.product(TEMPORAL_MODELS, FUSIONS)))
 def test_every_option_builds_and_runs(temporal, fusion):
     config = PRESETS["tiny"].replace(labels=LABELS, temporal=temporal, fusion=fusion)
     parts = build_parts(config, FEATURE_DIM, TEXT_DIM)
-    out = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)(_inputs())
+    out = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)(_for(config, _inputs()))
     assert out["logits"].shape == (4, 3) and out["similarity"].shape == (4, 4)
     np.testing.assert_allclose(out["frame_attention"].numpy().sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("video_embedding, text_embedding", list(itertools.product(VIDEO_EMBEDDINGS, TEXT_EMBEDDINGS)))
+def test_every_retrieval_option_builds_and_ranks(video_embedding, text_embedding, tmp_path):
+    config = PRESETS["tiny"].replace(labels=LABELS, video_embedding=video_embedding, text_embedding=text_embedding)
+    parts = build_parts(config, FEATURE_DIM, TEXT_DIM)
+    model = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)
+    x = _for(config, _inputs())
+    similarity = model(x)["similarity"].numpy()
+    assert similarity.shape == (4, 4) and np.isfinite(similarity).all()
+    # Padding is invisible: more padded caption tokens give the same embeddings.
+    if text_embedding == "tokens":
+        padded = dict(x, caption_tokens=np.pad(x["caption_tokens"], ((0, 0), (0, 3), (0, 0)), constant_values=9.0),
+                      caption_padding_mask=np.pad(x["caption_padding_mask"], ((0, 0), (0, 3))))  # fmt: skip
+        np.testing.assert_allclose(model(padded)["similarity"], similarity, atol=1e-4)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras")(x)["similarity"], similarity, atol=1e-4)
+
+
+def test_slots_need_spatial_features_and_old_configs_load_as_saved():
+    with pytest.raises(ValueError, match="needs spatial features"):
+        ModelConfig(spatial_cells=1)
+    old = json.loads(PRESETS["tiny"].to_json())
+    del old["video_embedding"], old["text_embedding"]  # a config.json written before these fields
+    config = ModelConfig.from_json(json.dumps(old))
+    assert (config.video_embedding, config.text_embedding) == ("temporal", "pooled")
 
 
 @pytest.mark.parametrize("tasks", [("classification",), ("retrieval",)])
 def test_single_task_variants(tasks):
     parts = build_parts(PRESETS["tiny"].replace(labels=LABELS, tasks=tasks), FEATURE_DIM, TEXT_DIM)
-    out = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)(_inputs())
+    out = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)(_for(parts.config, _inputs()))
     assert set(out) == ({"logits", "frame_attention"} if tasks == ("classification",) else {"similarity"})
 
 
@@ -61,10 +96,10 @@ def test_fit_reduces_the_loss():
     direction = np.where(labels[:, None, None] == 1, ramp, -ramp)
     x = _inputs(n)
     x["video_features"] = base + 2 * direction * rng.normal(size=(1, 1, FEATURE_DIM)).astype("float32")
-    x["caption_embedding"] = x["video_features"].mean(1)[:, :TEXT_DIM]
     config = PRESETS["tiny"].replace(
         labels=("a", "b"), temporal="transformer", fusion="none", dropout=0.0, tasks=("classification",)
     )
+    x = _for(config, x)
     parts = build_parts(config, FEATURE_DIM, TEXT_DIM)
     model = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)
     from kmm.train.trainer import _compile
@@ -94,7 +129,7 @@ def test_end_to_end_models_share_the_trained_parts(tiny_encoders, tmp_path):
     v = VideoEncoder(config.frame_encoder, config.frame_convention)(frames)[specs.VIDEO_TOKENS]
     t = TextEncoder(config.text_encoder)(text)
     feats = {"video_features": v, specs.TEXT_TOKENS: t[specs.TEXT_TOKENS],
-             specs.TEXT_PADDING_MASK: t[specs.TEXT_PADDING_MASK], "caption_embedding": t[specs.TEXT_EMBEDDING]}  # fmt: skip
+             specs.TEXT_PADDING_MASK: t[specs.TEXT_PADDING_MASK], **caption_inputs(config, t)}  # fmt: skip
     logits = build_feature_model(parts, feature_dim, 32)(feats)["logits"]
     np.testing.assert_allclose(out["probabilities"], keras.ops.softmax(logits), atol=1e-5)
     emb = models.video_embedder(frames).numpy()

@@ -23,6 +23,10 @@ PHRASES = {
     "still": ("stays still", "does not move", "remains still", "sits still"),
 }
 JOINERS = (" and ", " while ")
+# What each action looks like played backwards (a clip of the generator, reversed, is a
+# clip the generator could have made with this label): the quickstart's augmentation.
+TIME_REVERSAL = (("move_left", "move_right"), ("move_up", "move_down"), ("grow", "shrink"), ("rotate", "rotate"),
+                 ("still", "still"))  # fmt: skip
 
 
 def allowed(shape, action):
