@@ -33,13 +33,11 @@ class ModelConfig:
     temporal_layers: int = 2
     fusion: str = "text_guided"  # Choose from ['none', 'concat', 'cross_attention', 'co_attention', 'text_guided']
     fusion_layers: int = 1
-    video_embedding: str = (
-        "slots"  # Choose from ['temporal', 'slots']: retrieval embedding from the temporal model, or from object slots
-    )
+    # Retrieval video embedding: from the temporal model's pooled vector, or from object slots.
+    video_embedding: str = "slots"  # Choose from ['temporal', 'slots']
     slots: int = 8
-    text_embedding: str = (
-        "tokens"  # Choose from ['pooled', 'tokens']: caption tower on the encoder's pooled vector, or on its tokens
-    )
+    # Caption tower: on the text encoder's pooled vector, or on its tokens.
+    text_embedding: str = "tokens"  # Choose from ['pooled', 'tokens']
     num_heads: int = 4
     dropout: float = 0.1
     labels: tuple = ()

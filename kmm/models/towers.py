@@ -83,10 +83,10 @@ def build_video_tower(config, feature_dim):
             config.temporal_layers, config.num_heads, max_length=config.num_frames * cells,
             dropout=config.dropout, name="temporal_transformer",
         )(x)  # fmt: skip
-        pooled = AttentionPooling(config.num_heads, name="temporal_attention_pooling")(tokens)
+        pooled = None  # built below only where something uses it
     else:
         tokens = RecurrentTemporal(config.temporal, config.dim, name=f"temporal_{config.temporal}")(x)
-        pooled = None  # built below only where something uses it
+        pooled = None
     slots = config.video_embedding == "slots" and "retrieval" in config.tasks
     if pooled is None and (uses_video_pooled(config) or not slots):
         pooled = AttentionPooling(config.num_heads, name="temporal_attention_pooling")(tokens)

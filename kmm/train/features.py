@@ -90,9 +90,9 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
         arrays[specs.TEXT_TOKENS] = np.stack([table[t][0][:cut] for t in texts]).astype(np.float16)
         arrays[specs.TEXT_PADDING_MASK] = np.stack([table[t][1][:cut] for t in texts])
         arrays[CAPTION_EMBEDDING] = np.stack([table[c][2] for c in captions]).astype(np.float32)
-        arrays[CAPTION_TOKENS] = np.stack([table[c][0][: config.max_caption_tokens] for c in captions])
-        arrays[CAPTION_TOKENS] = arrays[CAPTION_TOKENS].astype(np.float16)
-        arrays[CAPTION_PADDING_MASK] = np.stack([table[c][1][: config.max_caption_tokens] for c in captions])
+        caption_cut = config.max_caption_tokens
+        arrays[CAPTION_TOKENS] = np.stack([table[c][0][:caption_cut] for c in captions]).astype(np.float16)
+        arrays[CAPTION_PADDING_MASK] = np.stack([table[c][1][:caption_cut] for c in captions])
         arrays[specs.TEXT] = arrays[specs.TEXT].astype(bytes)
         arrays[specs.CAPTION] = arrays[specs.CAPTION].astype(bytes)
         path = out_dir / f"{split}.npz"
