@@ -1,6 +1,7 @@
 """Keras 3 layers for video-text fusion, built on `keras.layers.MultiHeadAttention`."""
 
 from kmm.layers.fusion import ConcatFusion, CrossModalAttention, CrossModalFusion, TextGuidedPooling
+from kmm.layers.matching import HardNegativePairs, TextSlots, TokenGuidedPooling, Tracks
 from kmm.layers.retrieval import L2Normalize, SimilarityLogits
 from kmm.layers.slots import SlotPooling, SlotTracks
 from kmm.layers.temporal import (
@@ -17,6 +18,7 @@ __all__ = [
     "ConcatFusion",
     "CrossModalAttention",
     "CrossModalFusion",
+    "HardNegativePairs",
     "L2Normalize",
     "PositionEmbedding",
     "RecurrentTemporal",
@@ -26,5 +28,8 @@ __all__ = [
     "TemporalPooling",
     "TemporalTransformer",
     "TextGuidedPooling",
+    "TextSlots",
+    "TokenGuidedPooling",
+    "Tracks",
     "TransformerBlock",
 ]

@@ -12,6 +12,7 @@ import keras
 
 from kmm import specs
 from kmm.layers import SimilarityLogits
+from kmm.layers.matching import HardNegativePairs
 from kmm.models.towers import (
     CAPTION_EMBEDDING,
     CAPTION_PADDING_MASK,
@@ -22,6 +23,7 @@ from kmm.models.towers import (
     VIDEO_FEATURES,
     VIDEO_POOLED,
     build_classification_head,
+    build_matching_head,
     build_text_tower,
     build_video_tower,
     caption_keys,
@@ -29,18 +31,22 @@ from kmm.models.towers import (
 )
 
 SIMILARITY = "similarity"
+MATCHING = (
+    "matching"  # (3 b,) training logits: positive pairs, then (negative video, caption), (video, negative caption)
+)
 PROBABILITIES = "probabilities"
 
 
 @dataclasses.dataclass
 class Parts:
-    """The trainable pieces of a kmm model; `head`/`text_tower` are None for tasks not asked for."""
+    """The trainable pieces of a kmm model; `head`/`text_tower`/`matcher` are None for tasks not asked for."""
 
     config: object
     video_tower: keras.Model
     text_tower: keras.Model | None
     head: keras.Model | None
     similarity: keras.layers.Layer | None
+    matcher: keras.Model | None = None
 
 
 def build_parts(config, feature_dim, text_dim):
@@ -55,6 +61,7 @@ def build_parts(config, feature_dim, text_dim):
         text_tower=build_text_tower(config, text_dim) if retrieval else None,
         head=build_classification_head(config, text_dim) if classification else None,
         similarity=SimilarityLogits(config.temperature, name="similarity") if retrieval else None,
+        matcher=build_matching_head(config, text_dim) if "matching" in config.tasks else None,
     )
 
 
@@ -73,13 +80,21 @@ def _heads(parts, video, text_tokens, text_mask, caption):
     outputs = {}
     if parts.head is not None:
         head_inputs = {specs.TEXT_TOKENS: text_tokens, specs.TEXT_PADDING_MASK: text_mask}
-        head_inputs.update({k: video[k] for k in (specs.VIDEO_TOKENS, VIDEO_POOLED, VIDEO_CELLS) if k in video})
+        head_inputs.update(
+            {k: video[k] for k in (specs.VIDEO_TOKENS, VIDEO_POOLED, VIDEO_CELLS) if k in parts.head.input}
+        )
         out = parts.head(head_inputs)
         outputs[LOGITS] = out[LOGITS]
         outputs[FRAME_ATTENTION] = out[FRAME_ATTENTION]
     if parts.text_tower is not None and caption is not None:
         text_embedding = parts.text_tower(caption)
         outputs[SIMILARITY] = parts.similarity(video[specs.VIDEO_EMBEDDING], text_embedding)
+        if parts.matcher is not None:
+            keys = (CAPTION_TOKENS, CAPTION_PADDING_MASK)
+            cells, (tokens, mask) = HardNegativePairs(seed=0, name="hard_negative_pairs")(
+                outputs[SIMILARITY], video[VIDEO_CELLS], [caption[k] for k in keys], text_embedding=text_embedding
+            )
+            outputs[MATCHING] = parts.matcher({VIDEO_CELLS: cells, CAPTION_TOKENS: tokens, CAPTION_PADDING_MASK: mask})
     return outputs
 
 

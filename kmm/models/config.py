@@ -7,7 +7,7 @@ TEMPORAL_MODELS = ("mean", "max", "lstm", "gru", "transformer")
 FUSIONS = ("none", "concat", "cross_attention", "co_attention", "text_guided")
 VIDEO_EMBEDDINGS = ("temporal", "slots")
 TEXT_EMBEDDINGS = ("pooled", "tokens")
-TASKS = ("classification", "retrieval")
+TASKS = ("classification", "retrieval", "matching")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,9 +41,14 @@ class ModelConfig:
     num_heads: int = 4
     dropout: float = 0.1
     labels: tuple = ()
-    tasks: tuple = TASKS  # any non-empty subset of ['classification', 'retrieval']
+    # Any non-empty subset of ['classification', 'retrieval', 'matching']; "matching" (a
+    # pair-matching head that re-ranks retrieval's top `rerank_top_k`) needs "retrieval".
+    tasks: tuple = ("classification", "retrieval")
     classification_weight: float = 1.0
     retrieval_weight: float = 1.0
+    matching_weight: float = 1.0
+    matching_slots: int = 4  # learned queries that read a caption's clauses in the matching head
+    rerank_top_k: int = 10
     temperature: float = 0.07
 
     def __post_init__(self):
@@ -57,6 +62,11 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig.{name} must be one of {allowed}, got {value!r}")
         if not self.tasks or set(self.tasks) - set(TASKS):
             raise ValueError(f"ModelConfig.tasks must be a non-empty subset of {TASKS}, got {self.tasks!r}")
+        if "matching" in self.tasks:
+            if "retrieval" not in self.tasks:
+                raise ValueError('The "matching" task re-ranks retrieval: ModelConfig.tasks needs "retrieval" too.')
+            if self.text_embedding != "tokens" or self.spatial_cells < 2:
+                raise ValueError('The "matching" task needs text_embedding="tokens" and spatial_cells > 1.')
         if self.spatial_cells < 1:
             raise ValueError(f"spatial_cells must be >= 1, got {self.spatial_cells}")
         if self.video_embedding == "slots" and self.spatial_cells < 2:
@@ -74,7 +84,7 @@ class ModelConfig:
     def from_json(cls, text):
         data = json.loads(text)
         data["labels"] = tuple(data.get("labels", ()))
-        data["tasks"] = tuple(data.get("tasks", TASKS))
+        data["tasks"] = tuple(data.get("tasks", ("classification", "retrieval")))
         for key, before in LEGACY_DEFAULTS.items():  # configs saved before the field existed
             data.setdefault(key, before)
         return cls(**data)

@@ -20,17 +20,19 @@ from kmm.layers import (
     TemporalTransformer,
     TextGuidedPooling,
 )
+from kmm.layers.matching import TextSlots, TokenGuidedPooling, Tracks
 from kmm.layers.summary import FrameAttention, MaskedMean
 from kmm.layers.temporal import CellTemporalPooling, PositionEmbedding, TemporalDifference
 
 VIDEO_FEATURES = "video_features"
 VIDEO_POOLED = "video_pooled"  # (b, dim), only for fusion="none" / "concat"
-VIDEO_CELLS = "video_cells"  # (b, t * cells, dim), only for fusion="text_guided"
+VIDEO_CELLS = "video_cells"  # (b, t * cells, dim), for fusion="text_guided" and the "matching" task
 CAPTION_EMBEDDING = "caption_embedding"  # (b, text_dim): the text encoder's pooled caption
 CAPTION_TOKENS = "caption_tokens"  # (b, max_caption_tokens, text_dim)
 CAPTION_PADDING_MASK = "caption_padding_mask"  # bool (b, max_caption_tokens)
 FRAME_ATTENTION = "frame_attention"
 LOGITS = "logits"
+MATCHING_LOGIT = "matching_logit"
 
 
 def token_frames(config):
@@ -91,7 +93,7 @@ def build_video_tower(config, feature_dim):
     if pooled is None and (uses_video_pooled(config) or not slots):
         pooled = AttentionPooling(config.num_heads, name="temporal_attention_pooling")(tokens)
     # Cell tokens (with motion), shared by text-guided pooling and the slots.
-    cell_tokens = _cell_tokens(features, config, feature_dim) if config.fusion == "text_guided" or slots else None
+    cell_tokens = _cell_tokens(features, config, feature_dim) if uses_video_cells(config) or slots else None
     if slots:
         embedding = _slot_embedding(cell_tokens, config)
     else:
@@ -100,7 +102,7 @@ def build_video_tower(config, feature_dim):
     outputs = {specs.VIDEO_TOKENS: tokens, specs.VIDEO_EMBEDDING: embedding}
     if uses_video_pooled(config):
         outputs[VIDEO_POOLED] = pooled
-    if config.fusion == "text_guided":
+    if uses_video_cells(config):
         outputs[VIDEO_CELLS] = cell_tokens
     # === Functional Model ===
     return keras.Model(features, outputs, name="video_tower")
@@ -109,6 +111,11 @@ def build_video_tower(config, feature_dim):
 def uses_video_pooled(config):
     """Whether the classification head takes the video tower's pooled vector."""
     return "classification" in config.tasks and config.fusion in ("none", "concat")
+
+
+def uses_video_cells(config):
+    """Whether a head takes the video tower's cell tokens (text-guided fusion, pair matching)."""
+    return config.fusion == "text_guided" or "matching" in config.tasks
 
 
 def _cell_tokens(features, config, feature_dim):
@@ -232,3 +239,36 @@ def build_classification_head(config, text_dim):
     hidden = keras.layers.Dropout(config.dropout)(hidden)
     logits = keras.layers.Dense(len(config.labels), name="classifier")(hidden)
     return keras.Model(inputs, {LOGITS: logits, FRAME_ATTENTION: attention}, name="classification_head")
+
+
+def build_matching_head(config, text_dim):
+    """(video cells, caption tokens) -> `matching_logit (b,)`: does the caption describe the clip?
+
+    The caption tokens, in context (one Transformer block), are read by
+    `config.matching_slots` learned queries (`TextSlots`, one per clause ideally); each slot
+    finds its object in every frame (`TokenGuidedPooling`: the cells it attends to, and
+    where they are), an LSTM follows that track over time, each slot's track is compared
+    with the slot, and attention pooling over the slots gives one score. Costlier than a
+    dot product of embeddings, so it only re-ranks retrieval's top `config.rerank_top_k`.
+    """
+    cells = keras.Input((config.num_frames * config.spatial_cells, config.dim), name=VIDEO_CELLS)
+    tokens = keras.Input((None, text_dim), name=CAPTION_TOKENS)
+    mask = keras.Input((None,), dtype="bool", name=CAPTION_PADDING_MASK)
+    text = keras.layers.Dense(config.dim, name="matching_token_projection")(tokens)
+    text = keras.layers.LayerNormalization(epsilon=1e-6, name="matching_token_norm")(text)
+    text = TemporalTransformer(
+        1, config.num_heads, max_length=config.max_caption_tokens, dropout=config.dropout, name="matching_transformer"
+    )(text, padding_mask=mask)  # fmt: skip
+    # A few learned queries read the caption's clauses ("a red circle moves left"); each
+    # finds its object in every frame, and an LSTM follows that track over time.
+    clauses = TextSlots(config.matching_slots, config.num_heads, name="caption_slots")(text, padding_mask=mask)
+    tracks = TokenGuidedPooling(config.num_frames, config.spatial_cells, name="clause_guided_pooling")(cells, clauses)
+    tracks = Tracks(config.dim, name="clause_tracks")(tracks)  # (b, slots, dim)
+    x = keras.layers.Concatenate(name="track_and_clause")([tracks, clauses])
+    x = keras.layers.Dense(config.dim, activation="gelu", name="matching_hidden")(x)
+    x = keras.layers.Dropout(config.dropout)(x)
+    x = AttentionPooling(config.num_heads, name="matching_attention_pooling")(x)
+    x = keras.layers.Dense(config.dim, activation="gelu", name="matching_score_hidden")(x)
+    logit = keras.layers.Reshape((), name=MATCHING_LOGIT)(keras.layers.Dense(1, name="matching_score")(x))
+    inputs = {VIDEO_CELLS: cells, CAPTION_TOKENS: tokens, CAPTION_PADDING_MASK: mask}
+    return keras.Model(inputs, logit, name="matching_head")

@@ -20,6 +20,8 @@ from kmm import specs
 from kmm.data.pipeline import DataConfig, dataset_from_manifest
 from kmm.models.towers import CAPTION_EMBEDDING, CAPTION_PADDING_MASK, CAPTION_TOKENS, VIDEO_FEATURES, caption_keys
 
+REVERSED = "reversed_"  # prefix of the cached captions of the clips played backwards
+
 
 def _signature(config, manifest):
     return {
@@ -52,11 +54,15 @@ def encode_texts(text_encoder, texts, max_tokens, batch_size=64):
     return table
 
 
-def extract_features(manifest, config, out_dir, splits, batch_size=32, force=False, progress=True, encoders=None):
+def extract_features(manifest, config, out_dir, splits, batch_size=32, force=False, progress=True, encoders=None,
+                     reverse_caption=None):  # fmt: skip
     """Writes `out_dir/<split>.npz` for each split; returns `{split: (path, DataReport)}`.
 
     `encoders`: optional `(video_encoder, text_encoder)` layers to use instead of fresh ones
     from the config's handles (e.g. fine-tuned ones); such features are never reused from cache.
+    `reverse_caption`: optional function from a caption to the caption of the same clip
+    played backwards (e.g. `kmm.data.synth.vocab.reverse_caption`); the `train` split then
+    also caches those captions (`reversed_caption_*`), for time-reversal augmentation.
     """
     from kmm.models.builder import make_encoders
 
@@ -64,6 +70,8 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_path = out_dir / "features.json"
     signature = _signature(config, manifest)
+    if reverse_caption is not None:
+        signature["reverse_caption"] = f"{reverse_caption.__module__}.{reverse_caption.__qualname__}"
     if encoders is not None:
         signature["encoders"] = "fine-tuned in this run"
         force = True
@@ -93,6 +101,8 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
         caption_cut = config.max_caption_tokens
         arrays[CAPTION_TOKENS] = np.stack([table[c][0][:caption_cut] for c in captions]).astype(np.float16)
         arrays[CAPTION_PADDING_MASK] = np.stack([table[c][1][:caption_cut] for c in captions])
+        if reverse_caption is not None and split == "train":
+            arrays.update(_reversed_captions(text_encoder, [reverse_caption(c) for c in captions], caption_cut))
         arrays[specs.TEXT] = arrays[specs.TEXT].astype(bytes)
         arrays[specs.CAPTION] = arrays[specs.CAPTION].astype(bytes)
         path = out_dir / f"{split}.npz"
@@ -102,11 +112,20 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
     return results
 
 
+def _reversed_captions(text_encoder, captions, cut):
+    table = encode_texts(text_encoder, captions, cut)
+    return {
+        REVERSED + CAPTION_EMBEDDING: np.stack([table[c][2] for c in captions]).astype(np.float32),
+        REVERSED + CAPTION_TOKENS: np.stack([table[c][0] for c in captions]).astype(np.float16),
+        REVERSED + CAPTION_PADDING_MASK: np.stack([table[c][1] for c in captions]),
+    }
+
+
 def load_features(path):
     """Reads a split's `.npz` into a dict of numpy arrays (features as float32)."""
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
-    for key in (VIDEO_FEATURES, specs.TEXT_TOKENS, CAPTION_TOKENS):
+    for key in (VIDEO_FEATURES, specs.TEXT_TOKENS, CAPTION_TOKENS, REVERSED + CAPTION_TOKENS):
         if key in arrays:
             arrays[key] = arrays[key].astype(np.float32)
     return arrays
@@ -122,13 +141,16 @@ def model_inputs(arrays, config):
 
 
 def training_targets(tasks, label_ids, zeros):
-    """Targets for the outputs the tasks train: label ids for `logits`, and a placeholder
-    for `similarity` (InfoNCE uses the diagonal). `zeros` makes the placeholder."""
+    """Targets for the outputs the tasks train: label ids for `logits`, and placeholders for
+    `similarity` (InfoNCE uses the diagonal) and `matching` (the pairs' layout says which
+    match). `zeros` makes a placeholder."""
     targets = {}
     if "classification" in tasks:
         targets["logits"] = label_ids
     if "retrieval" in tasks:
         targets["similarity"] = zeros(label_ids)
+    if "matching" in tasks:
+        targets["matching"] = zeros(label_ids)
     return targets
 
 
@@ -148,16 +170,28 @@ def reversed_label_ids(labels, time_reversal):
     return ids
 
 
+def reversed_caption_inputs(arrays, config):
+    """The text tower's inputs for the time-reversed clips' captions, or `{}` if not cached."""
+    keys = [REVERSED + k for k in caption_keys(config)]
+    if not all(k in arrays for k in keys):
+        return {}
+    return {k[len(REVERSED) :]: arrays[k] for k in keys}
+
+
 def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time_reversal=()):
     """`(inputs, targets)` batches for `build_feature_model` (see `training_targets`).
 
     `time_reversal` (training only): `(label, reversed_label)` pairs. Half of the clips
     whose label has a pair play backwards (their frame features reversed) with the paired
-    label; their caption no longer describes them, so such clips get weight 0 in the
-    retrieval loss (they still serve as negatives). Batches are then
-    `(inputs, targets, sample_weights)`.
+    label. If the arrays hold the reversed clips' captions (`extract_features(...,
+    reverse_caption=...)`), those replace the captions; otherwise the caption no longer
+    describes the clip, so such clips get weight 0 in the retrieval loss (they still serve
+    as negatives). Batches are then `(inputs, targets, sample_weights)`.
     """
     inputs = model_inputs(arrays, config)
+    reversed_captions = reversed_caption_inputs(arrays, config) if time_reversal else None
+    if reversed_captions:
+        inputs = {**inputs, **{REVERSED + k: v for k, v in reversed_captions.items()}}
     tasks = config.tasks
     labels = arrays[specs.LABEL_ID]
     targets = training_targets(tasks, labels, lambda y: np.zeros(len(y), np.float32))
@@ -179,11 +213,17 @@ def _time_reversal(reversed_ids, seed):
         flip = tf.logical_and(generator.uniform(()) < 0.5, target >= 0)
         x = dict(x)
         x[VIDEO_FEATURES] = tf.where(flip, tf.reverse(x[VIDEO_FEATURES], [0]), x[VIDEO_FEATURES])
+        captioned = False
+        for key in [k for k in x if k.startswith(REVERSED)]:
+            value = x.pop(key)
+            x[key[len(REVERSED) :]] = tf.where(flip, value, x[key[len(REVERSED) :]])
+            captioned = True
         y = dict(y)
         y["logits"] = tf.where(flip, tf.cast(target, y["logits"].dtype), y["logits"])
         weights = {k: tf.ones(()) for k in y}
-        if "similarity" in y:
-            weights["similarity"] = tf.where(flip, 0.0, 1.0)
+        for key in ("similarity", "matching"):
+            if key in y:
+                weights[key] = tf.ones(()) if captioned else tf.where(flip, 0.0, 1.0)
         return x, y, weights
 
     return augment

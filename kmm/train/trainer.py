@@ -13,8 +13,9 @@ import numpy as np
 import tensorflow as tf
 
 from kmm import specs
+from kmm.layers.matching import matching_loss
 from kmm.layers.retrieval import infonce_loss
-from kmm.models.builder import SIMILARITY, build_end_to_end, build_feature_model, build_parts
+from kmm.models.builder import MATCHING, SIMILARITY, build_end_to_end, build_feature_model, build_parts
 from kmm.models.config import ModelConfig
 from kmm.models.towers import LOGITS
 from kmm.train.callbacks import RetrievalEvaluation
@@ -58,6 +59,9 @@ def _losses(config):
     if "retrieval" in config.tasks:
         losses[SIMILARITY] = infonce_loss
         weights[SIMILARITY] = config.retrieval_weight
+    if "matching" in config.tasks:
+        losses[MATCHING] = matching_loss
+        weights[MATCHING] = config.matching_weight
     return losses, weights, metrics
 
 

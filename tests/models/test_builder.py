@@ -138,3 +138,24 @@ def test_end_to_end_models_share_the_trained_parts(tiny_encoders, tmp_path):
     reloaded = keras.models.load_model(tmp_path / "classifier.keras")
     np.testing.assert_allclose(reloaded({specs.FRAMES: frames, specs.TEXT: text})["probabilities"],
                                out["probabilities"], atol=1e-5)  # fmt: skip
+
+
+def test_matching_task_scores_positive_and_hard_negative_pairs():
+    config = PRESETS["tiny"].replace(labels=LABELS, tasks=("classification", "retrieval", "matching"))
+    parts = build_parts(config, FEATURE_DIM, TEXT_DIM)
+    out = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)(_for(config, _inputs()))
+    assert out["matching"].shape == (12,)  # 4 positives, 4 (negative video, caption), 4 (video, negative caption)
+    assert np.isfinite(out["matching"].numpy()).all()
+    x = _inputs()
+    single = parts.matcher(
+        {
+            "video_cells": np.asarray(parts.video_tower(x["video_features"])["video_cells"][:1]),
+            "caption_tokens": x["caption_tokens"][:1],
+            "caption_padding_mask": x["caption_padding_mask"][:1],
+        }
+    )
+    np.testing.assert_allclose(single, out["matching"][:1], atol=1e-4)  # the positive pair, scored alone
+    with pytest.raises(ValueError, match='needs "retrieval" too'):
+        ModelConfig(tasks=("classification", "matching"))
+    with pytest.raises(ValueError, match='needs text_embedding="tokens"'):
+        ModelConfig(tasks=("retrieval", "matching"), text_embedding="pooled")

@@ -48,3 +48,40 @@ def test_time_reversal_flips_frames_and_labels_and_drops_the_caption_loss():
             assert weight == 0.0
             flipped += 1
     assert flipped > 10 and kept > 10  # about half of the 51 reversible clips, and all 13 "wave" clips kept
+
+
+def test_time_reversal_with_cached_reversed_captions_keeps_the_caption_loss():
+    arrays = _arrays()
+    n = len(arrays["label_id"])
+    arrays["caption_tokens"] = np.broadcast_to(np.arange(n, dtype="float32")[:, None, None], (n, 5, 8)).copy()
+    arrays["reversed_caption_tokens"] = -arrays["caption_tokens"] - 1  # caption i backwards: -(i + 1)
+    arrays["reversed_caption_padding_mask"] = arrays["caption_padding_mask"]
+    config = PRESETS["tiny"].replace(labels=LABELS)
+    ds = features_dataset(arrays, config, batch_size=64, training=True, seed=1, time_reversal=PAIRS)
+    x, y, w = next(iter(ds))
+    assert "reversed_caption_tokens" not in x
+    original = {v.tobytes(): i for i, v in enumerate(arrays["video_features"])}
+    flipped = 0
+    for video, caption, weight in zip(
+        x["video_features"].numpy(), x["caption_tokens"].numpy(), w["similarity"].numpy(), strict=True
+    ):
+        assert weight == 1.0
+        if video.tobytes() in original:
+            assert caption[0, 0] == original[video.tobytes()]
+        else:  # the reversed clip comes with its reversed caption
+            assert caption[0, 0] == -original[video[::-1].tobytes()] - 1
+            flipped += 1
+    assert flipped > 10
+
+
+def test_reverse_caption_swaps_each_action_phrase_for_its_partner():
+    assert vocab.reverse_caption("a red star grows larger while a blue square falls") == (
+        "a red star shrinks down while a blue square rises"
+    )
+    assert vocab.reverse_caption("a white circle drifts left and a green triangle spins") == (
+        "a white circle drifts right and a green triangle spins"
+    )
+    for phrases in vocab.PHRASES.values():  # an involution on every phrase
+        for phrase in phrases:
+            caption = f"a red square {phrase}"
+            assert vocab.reverse_caption(vocab.reverse_caption(caption)) == caption

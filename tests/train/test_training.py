@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from kmm.data.synth import generate
+from kmm.data.synth import generate, vocab
 from kmm.models.config import PRESETS
 from kmm.train import features as feats
 from kmm.train.trainer import TrainConfig, load_run, train_end_to_end, train_on_features
@@ -11,12 +11,20 @@ from kmm.train.trainer import TrainConfig, load_run, train_end_to_end, train_on_
 SPLITS = ("train", "val", "test")
 
 
+def tiny_encoders_text(config):
+    from kmm.models.builder import make_encoders
+
+    return make_encoders(config)[1]
+
+
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory, tiny_encoders):
     root = tmp_path_factory.mktemp("train")
     manifest = generate.generate(root / "shapes", generate.PRESETS["tiny"], workers=1, progress=False)
     config = PRESETS["tiny"].replace(labels=tuple(generate.label_names()))
-    paths = feats.extract_features(manifest, config, root / "features", SPLITS, batch_size=8, progress=False)
+    paths = feats.extract_features(
+        manifest, config, root / "features", SPLITS, batch_size=8, progress=False, reverse_caption=vocab.reverse_caption
+    )
     return root, manifest, config, {s: feats.load_features(paths[s][0]) for s in SPLITS}
 
 
@@ -27,7 +35,17 @@ def test_features_are_cached_and_consistent(tiny_setup):
     assert train["text_tokens"].shape == (24, config.max_text_tokens, 32)
     empty = np.array([t == b"" for t in train["text"]])
     assert (train["text_padding_mask"][empty].sum(1) == 2).all()  # [CLS] [SEP]
-    again = feats.extract_features(manifest, config, root / "features", SPLITS, progress=False)
+    # The train split also holds the captions of its clips played backwards.
+    reversed_captions = [vocab.reverse_caption(c.decode()) for c in train["caption"]]
+    assert any(r != c.decode() for r, c in zip(reversed_captions, train["caption"], strict=True))
+    table = feats.encode_texts(tiny_encoders_text(config), reversed_captions, config.max_caption_tokens)
+    np.testing.assert_allclose(
+        train["reversed_caption_tokens"], np.stack([table[c][0] for c in reversed_captions]), atol=2e-3
+    )
+    assert "reversed_caption_tokens" not in arrays["val"]
+    again = feats.extract_features(
+        manifest, config, root / "features", SPLITS, progress=False, reverse_caption=vocab.reverse_caption
+    )
     assert all(report is None for _, report in again.values()), "a matching cache is reused"
     # The cache holds what the encoder gives for the same clips (float16 storage).
     from kmm.data.pipeline import DataConfig, dataset_from_manifest
@@ -65,6 +83,24 @@ def test_staged_training_writes_a_reloadable_run(tiny_setup, tmp_path):
     assert set(results["test"]["retrieval"]) == {"text_to_video", "video_to_text"}
     for name in ("metrics.json", "metrics.md", "confusion_test.png", "recall.png", "training_curves.png"):
         assert (run / "eval" / name).exists(), name
+
+
+def test_matching_head_trains_and_reranks_the_top_k(tiny_setup, tmp_path):
+    from kmm.eval.evaluate import evaluate_split
+
+    _, _, config, arrays = tiny_setup
+    config = config.replace(tasks=("classification", "retrieval", "matching"), rerank_top_k=3)
+    parts, history = train_on_features(
+        config, arrays["train"], arrays["val"], TrainConfig(epochs=2, batch_size=8), tmp_path, verbose=0
+    )
+    assert np.isfinite(history.history["matching_loss"]).all()
+    result = evaluate_split(load_run(tmp_path), arrays["test"])
+    dual, reranked = result["retrieval"], result["retrieval_reranked"]
+    assert reranked["top_k"] == 3
+    for direction in ("text_to_video", "video_to_text"):
+        # Re-ordering within the top 3 cannot move anything into or out of it, nor below it.
+        assert reranked[direction]["R@5"] == dual[direction]["R@5"]
+        assert reranked[direction]["n"] == dual[direction]["n"] == len(arrays["test"]["label_id"])
 
 
 def test_stage2_fine_tunes_the_encoders(tiny_setup, tmp_path):

@@ -1,5 +1,7 @@
 """The closed vocabulary of kmm-shapes: shapes, colours, actions and how captions say them."""
 
+import re
+
 SHAPES = ("circle", "square", "triangle", "star")
 COLORS = {
     "red": (220, 40, 40),
@@ -35,3 +37,20 @@ def allowed(shape, action):
 
 
 ALL_TRIPLES = tuple((c, s, a) for c in COLORS for s in SHAPES for a in ACTIONS if allowed(s, a))
+
+
+def reverse_caption(caption):
+    """The caption of the same clip played backwards: each action phrase becomes a phrase of
+    its `TIME_REVERSAL` partner (same wording slot), e.g. "a red circle moves left" ->
+    "a red circle moves right".
+
+    >>> reverse_caption("a red star grows larger while a blue square falls")
+    'a red star shrinks down while a blue square rises'
+    """
+    partner = {}
+    for a, b in TIME_REVERSAL:
+        partner[a], partner[b] = b, a
+    swap = {p: PHRASES[partner[action]][i] for action, phrases in PHRASES.items() for i, p in enumerate(phrases)}
+    # Longest phrases first, so "grows larger" is not read as "grows" + " larger".
+    pattern = "|".join(re.escape(p) for p in sorted(swap, key=len, reverse=True))
+    return re.sub(rf"\b(?:{pattern})\b", lambda m: swap[m.group(0)], caption)
