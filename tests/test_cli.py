@@ -41,3 +41,19 @@ def test_bad_handle_is_a_one_line_error(tmp_path, capsys):
 def test_console_script_is_installed():
     proc = subprocess.run([sys.executable, "-m", "kmm.cli", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "usage: kmm" in proc.stdout
+
+
+def test_quickstart_with_the_matching_head_reports_the_reranked_retrieval(tiny_encoders, tmp_path, capsys):
+    import json
+
+    argv = ["quickstart", "--size", "tiny", "--model", "tiny", "--epochs", "1", "--batch-size", "8", "--matching",
+            "--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "saved_models")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| test, top-10 re-ranked | 8 |" in out
+    metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+    assert metrics["test"]["retrieval_reranked"]["top_k"] == 10
+    run = json.loads((tmp_path / "run" / "quickstart.json").read_text())
+    assert run["train"]["time_reversal"], "the quickstart plays clips backwards by default"
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["tasks"] == ["classification", "retrieval", "matching"]
