@@ -14,11 +14,11 @@ import json
 import time
 from pathlib import Path
 
+from quickstart_features import add_features_argument, load_quickstart_features
+
 from kmm.data.synth.generate import label_names
 from kmm.eval.evaluate import evaluate_split
 from kmm.models.config import PRESETS
-from kmm.paths import kmm_home
-from kmm.train.features import load_features
 from kmm.train.trainer import TrainConfig, train_on_features
 
 VARIANTS = [
@@ -37,16 +37,12 @@ VARIANTS = [
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = kmm_home() / "runs" / "features-default-efficientnet-lite0@128-kmm-frames-spatial16"
-    parser.add_argument("--features", default=str(default), help="A quickstart feature folder.")
+    add_features_argument(parser)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--only", type=int, nargs="*", help="Run only these rows of VARIANTS (0-based).")
     parser.add_argument("--out", default="benchmarks/results/ablation.json")
     args = parser.parse_args()
-    folder = Path(args.features)
-    if not (folder / "train.npz").exists():
-        raise SystemExit(f"{folder}: no cached features; run `kmm quickstart` first.")
-    arrays = {s: load_features(folder / f"{s}.npz") for s in ("train", "val", "test", "compositional")}
+    arrays = load_quickstart_features(args.features)
     rows = []
     variants = [VARIANTS[i] for i in args.only] if args.only else VARIANTS
     for temporal, fusion, video_embedding, text_embedding in variants:

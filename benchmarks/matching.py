@@ -16,16 +16,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from quickstart_features import add_features_argument, load_quickstart_features
 
 from kmm.data.synth.generate import label_names
 from kmm.eval.evaluate import evaluate_split
 from kmm.eval.metrics import retrieval_metrics
 from kmm.eval.rerank import match_scores, rerank, video_cells
 from kmm.models.config import PRESETS
-from kmm.paths import kmm_home
 from kmm.quickstart import QUICKSTART_TRAINING
 from kmm.train.callbacks import embed_arrays
-from kmm.train.features import load_features
 from kmm.train.trainer import train_on_features
 
 WEIGHTS = (0.1, 0.3, 1.0, 3.0)
@@ -51,17 +50,13 @@ def mixed_recall(parts, arrays, weights=WEIGHTS):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = kmm_home() / "runs" / "features-default-efficientnet-lite0@128-kmm-frames-spatial16"
-    parser.add_argument("--features", default=str(default), help="A quickstart feature folder.")
+    add_features_argument(parser)
     parser.add_argument("--epochs", type=int, default=QUICKSTART_TRAINING.epochs)
     parser.add_argument("--out", default="benchmarks/results/matching.json")
     args = parser.parse_args()
-    folder = Path(args.features)
-    if not (folder / "train.npz").exists():
-        raise SystemExit(f"{folder}: no cached features; run `kmm quickstart` first.")
-    arrays = {s: load_features(folder / f"{s}.npz") for s in ("train", "val", "test", "compositional")}
+    arrays = load_quickstart_features(args.features)
     if "reversed_caption_tokens" not in arrays["train"]:
-        raise SystemExit(f"{folder}: no reversed captions; rerun `kmm quickstart` to rebuild the features.")
+        raise SystemExit(f"{args.features}: no reversed captions; rerun `kmm quickstart` to rebuild the features.")
     train_config = dataclasses.replace(QUICKSTART_TRAINING, epochs=args.epochs)
     rows = []
     for tasks in (("classification", "retrieval"), ("classification", "retrieval", "matching")):

@@ -22,6 +22,12 @@ def default_run_dir():
     return paths.kmm_home() / "runs" / "quickstart"
 
 
+def features_dir(config, data_size="default", run_dir=None):
+    """Where the quickstart caches the stage-1 features of `config` (next to its run folder)."""
+    encoder = config.frame_encoder.split("//")[-1]
+    return Path(run_dir or default_run_dir()).parent / f"features-{data_size}-{encoder}-{config.frame_convention}"
+
+
 # 12 epochs keep the whole quickstart under 15 minutes on 2 CPU cores (about 36 s an epoch
 # for the default model on the default kmm-shapes build). Half of the training clips play
 # backwards, with the reversed label and caption (kmm-shapes knows both).
@@ -58,8 +64,7 @@ def run_quickstart(run_dir=None, data_size="default", model_preset="default", tr
         f"[3/6] Stage-1 features: {config.num_frames} frames/clip through {config.frame_encoder}, texts through {config.text_encoder}"
     )
     t0 = time.perf_counter()
-    encoder = config.frame_encoder.split("//")[-1]
-    feature_dir = run_dir.parent / f"features-{data_size}-{encoder}-{config.frame_convention}"
+    feature_dir = features_dir(config, data_size, run_dir)
     reverse = vocab.reverse_caption if train_config.time_reversal else None
     reports = feats.extract_features(
         manifest, config, feature_dir, SPLITS, progress=verbose > 0, reverse_caption=reverse

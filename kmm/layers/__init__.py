@@ -1,9 +1,9 @@
 """Keras 3 layers for video-text fusion, built on `keras.layers.MultiHeadAttention`."""
 
 from kmm.layers.fusion import ConcatFusion, CrossModalAttention, CrossModalFusion, TextGuidedPooling
-from kmm.layers.matching import HardNegativePairs, TextSlots, TokenGuidedPooling, Tracks
+from kmm.layers.matching import HardNegativePairs, TokenGuidedPooling
 from kmm.layers.retrieval import L2Normalize, SimilarityLogits
-from kmm.layers.slots import SlotPooling, SlotTracks
+from kmm.layers.slots import SlotPooling, SlotTracks, Tracks
 from kmm.layers.temporal import (
     AttentionPooling,
     PositionEmbedding,
@@ -28,7 +28,6 @@ __all__ = [
     "TemporalPooling",
     "TemporalTransformer",
     "TextGuidedPooling",
-    "TextSlots",
     "TokenGuidedPooling",
     "Tracks",
     "TransformerBlock",

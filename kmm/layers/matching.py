@@ -9,8 +9,8 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="kmm")
 class TokenGuidedPooling(keras.layers.Layer):
-    """Every text query (a token, or a clause from `TextSlots`), in every frame, attends over
-    that frame's spatial cells.
+    """Every text query (a token, or a clause read by `AttentionPooling(num_queries=k)`), in
+    every frame, attends over that frame's spatial cells.
 
     `TextGuidedPooling` with several queries: each finds its own object in each frame, so
     each gets its own track. Next to the pooled cell features it
@@ -66,74 +66,6 @@ class TokenGuidedPooling(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_frames": self.num_frames, "cells": self.cells}
-
-
-@keras.saving.register_keras_serializable(package="kmm")
-class TextSlots(keras.layers.Layer):
-    """`slots` learned queries attend over the text tokens: `(b, l, d)` -> `(b, slots, d)`.
-
-    `SlotPooling`'s counterpart for text: each query can settle on one clause of a caption
-    ("a red circle moves left" / "a blue star spins"). Built on `keras.layers.MultiHeadAttention`.
-
-    Args:
-        slots: int. Number of learned queries.
-        num_heads: int. Attention heads.
-
-    Call arguments:
-        x: `(batch, length, dim)`.
-        padding_mask: optional bool `(batch, length)`, True on real tokens.
-    """
-
-    def __init__(self, slots, num_heads, **kwargs):
-        super().__init__(**kwargs)
-        self.slots, self.num_heads = slots, num_heads
-
-    def build(self, x_shape, padding_mask_shape=None):
-        dim = x_shape[-1]
-        self.queries = self.add_weight(
-            shape=(self.slots, dim), initializer=keras.initializers.RandomNormal(stddev=0.5), name="queries"
-        )
-        self.attention = keras.layers.MultiHeadAttention(self.num_heads, dim // self.num_heads, name="attention")
-        self.attention.build((None, self.slots, dim), x_shape)
-
-    def call(self, x, padding_mask=None):
-        query = ops.broadcast_to(self.queries[None], (ops.shape(x)[0], self.slots, ops.shape(self.queries)[-1]))
-        mask = None if padding_mask is None else ops.cast(padding_mask, "bool")[:, None, :]
-        return self.attention(query, x, attention_mask=mask)
-
-    def compute_output_shape(self, x_shape, padding_mask_shape=None):
-        return (x_shape[0], self.slots, x_shape[-1])
-
-    def get_config(self):
-        return {**super().get_config(), "slots": self.slots, "num_heads": self.num_heads}
-
-
-@keras.saving.register_keras_serializable(package="kmm")
-class Tracks(keras.layers.Layer):
-    """One shared LSTM along the time axis of every track: `(batch, n, frames, d)` -> `(batch, n, units)`.
-
-    Args:
-        units: int. LSTM width.
-    """
-
-    def __init__(self, units, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-        self.rnn = keras.layers.LSTM(units, name="lstm")
-
-    def build(self, x_shape):
-        self.rnn.build((None, x_shape[2], x_shape[3]))
-
-    def call(self, x):
-        shape = ops.shape(x)
-        last = self.rnn(ops.reshape(x, (-1, shape[2], shape[3])))
-        return ops.reshape(last, (shape[0], shape[1], self.units))
-
-    def compute_output_shape(self, x_shape):
-        return (x_shape[0], x_shape[1], self.units)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
 
 
 @keras.saving.register_keras_serializable(package="kmm")

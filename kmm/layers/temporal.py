@@ -235,33 +235,41 @@ class RecurrentTemporal(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="kmm")
 class AttentionPooling(keras.layers.Layer):
-    """A learned query attends over the steps: `(batch, steps, dim)` -> `(batch, dim)`.
+    """Learned queries attend over the steps: `(batch, steps, dim)` -> `(batch, dim)`.
+
+    With `num_queries > 1` the output is `(batch, num_queries, dim)`: each query can settle
+    on a different part (e.g. one clause of a caption: "a red circle moves left" / "a blue
+    star spins"); such queries start far apart so that they do not all read the same thing.
 
     Args:
         num_heads: int. Defaults to `4`.
+        num_queries: int. Defaults to `1`.
 
     Call arguments:
         x: `(batch, steps, dim)`.
         padding_mask: bool `(batch, steps)` or None.
-        return_attention_scores: bool. Also return `(batch, heads, 1, steps)` weights.
+        return_attention_scores: bool. Also return `(batch, heads, num_queries, steps)` weights.
     """
 
-    def __init__(self, num_heads=4, **kwargs):
+    def __init__(self, num_heads=4, num_queries=1, **kwargs):
         super().__init__(**kwargs)
-        self.num_heads = num_heads
+        self.num_heads, self.num_queries = num_heads, num_queries
 
     def build(self, input_shape):
         dim = input_shape[-1]
-        self.query = self.add_weight(shape=(1, 1, dim), initializer=keras.initializers.RandomNormal(stddev=0.02))
+        spread = 0.02 if self.num_queries == 1 else 0.5
+        self.query = self.add_weight(
+            shape=(1, self.num_queries, dim), initializer=keras.initializers.RandomNormal(stddev=spread)
+        )
         self.attention = keras.layers.MultiHeadAttention(self.num_heads, dim // self.num_heads)
-        self.attention.build((None, 1, dim), input_shape)
+        self.attention.build((None, self.num_queries, dim), input_shape)
 
     def call(self, x, padding_mask=None, return_attention_scores=False):
-        query = ops.broadcast_to(self.query, (ops.shape(x)[0], 1, ops.shape(self.query)[-1]))
+        query = ops.broadcast_to(self.query, (ops.shape(x)[0], self.num_queries, ops.shape(self.query)[-1]))
         mask = None if padding_mask is None else ops.cast(padding_mask, "bool")[:, None, :]
         out, scores = self.attention(query, x, attention_mask=mask, return_attention_scores=True)
-        pooled = out[:, 0]  # (batch, dim)
+        pooled = out[:, 0] if self.num_queries == 1 else out  # (batch, dim) or (batch, num_queries, dim)
         return (pooled, scores) if return_attention_scores else pooled
 
     def get_config(self):
-        return {**super().get_config(), "num_heads": self.num_heads}
+        return {**super().get_config(), "num_heads": self.num_heads, "num_queries": self.num_queries}

@@ -84,7 +84,7 @@ class ModelConfig:
     def from_json(cls, text):
         data = json.loads(text)
         data["labels"] = tuple(data.get("labels", ()))
-        data["tasks"] = tuple(data.get("tasks", ("classification", "retrieval")))
+        data["tasks"] = tuple(data.get("tasks", cls.tasks))
         for key, before in LEGACY_DEFAULTS.items():  # configs saved before the field existed
             data.setdefault(key, before)
         return cls(**data)

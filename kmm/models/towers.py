@@ -20,7 +20,8 @@ from kmm.layers import (
     TemporalTransformer,
     TextGuidedPooling,
 )
-from kmm.layers.matching import TextSlots, TokenGuidedPooling, Tracks
+from kmm.layers.matching import TokenGuidedPooling
+from kmm.layers.slots import Tracks
 from kmm.layers.summary import FrameAttention, MaskedMean
 from kmm.layers.temporal import CellTemporalPooling, PositionEmbedding, TemporalDifference
 
@@ -245,7 +246,7 @@ def build_matching_head(config, text_dim):
     """(video cells, caption tokens) -> `matching_logit (b,)`: does the caption describe the clip?
 
     The caption tokens, in context (one Transformer block), are read by
-    `config.matching_slots` learned queries (`TextSlots`, one per clause ideally); each slot
+    `config.matching_slots` learned queries (`AttentionPooling`, one per clause ideally); each slot
     finds its object in every frame (`TokenGuidedPooling`: the cells it attends to, and
     where they are), an LSTM follows that track over time, each slot's track is compared
     with the slot, and attention pooling over the slots gives one score. Costlier than a
@@ -261,7 +262,7 @@ def build_matching_head(config, text_dim):
     )(text, padding_mask=mask)  # fmt: skip
     # A few learned queries read the caption's clauses ("a red circle moves left"); each
     # finds its object in every frame, and an LSTM follows that track over time.
-    clauses = TextSlots(config.matching_slots, config.num_heads, name="caption_slots")(text, padding_mask=mask)
+    clauses = AttentionPooling(config.num_heads, config.matching_slots, name="caption_clauses")(text, padding_mask=mask)
     tracks = TokenGuidedPooling(config.num_frames, config.spatial_cells, name="clause_guided_pooling")(cells, clauses)
     tracks = Tracks(config.dim, name="clause_tracks")(tracks)  # (b, slots, dim)
     x = keras.layers.Concatenate(name="track_and_clause")([tracks, clauses])

@@ -94,15 +94,16 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
         texts = [t.decode() for t in arrays[specs.TEXT]]
         captions = [c.decode() for c in arrays[specs.CAPTION]]
         cut = config.max_text_tokens
-        table = encode_texts(text_encoder, texts + captions, max(cut, config.max_caption_tokens))
+        backwards = [reverse_caption(c) for c in captions] if reverse_caption is not None and split == "train" else []
+        table = encode_texts(text_encoder, texts + captions + backwards, max(cut, config.max_caption_tokens))
         arrays[specs.TEXT_TOKENS] = np.stack([table[t][0][:cut] for t in texts]).astype(np.float16)
         arrays[specs.TEXT_PADDING_MASK] = np.stack([table[t][1][:cut] for t in texts])
         arrays[CAPTION_EMBEDDING] = np.stack([table[c][2] for c in captions]).astype(np.float32)
         caption_cut = config.max_caption_tokens
         arrays[CAPTION_TOKENS] = np.stack([table[c][0][:caption_cut] for c in captions]).astype(np.float16)
         arrays[CAPTION_PADDING_MASK] = np.stack([table[c][1][:caption_cut] for c in captions])
-        if reverse_caption is not None and split == "train":
-            arrays.update(_reversed_captions(text_encoder, [reverse_caption(c) for c in captions], caption_cut))
+        if backwards:
+            arrays.update(_reversed_captions(table, backwards, caption_cut))
         arrays[specs.TEXT] = arrays[specs.TEXT].astype(bytes)
         arrays[specs.CAPTION] = arrays[specs.CAPTION].astype(bytes)
         path = out_dir / f"{split}.npz"
@@ -112,12 +113,11 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
     return results
 
 
-def _reversed_captions(text_encoder, captions, cut):
-    table = encode_texts(text_encoder, captions, cut)
+def _reversed_captions(table, captions, cut):
     return {
         REVERSED + CAPTION_EMBEDDING: np.stack([table[c][2] for c in captions]).astype(np.float32),
-        REVERSED + CAPTION_TOKENS: np.stack([table[c][0] for c in captions]).astype(np.float16),
-        REVERSED + CAPTION_PADDING_MASK: np.stack([table[c][1] for c in captions]),
+        REVERSED + CAPTION_TOKENS: np.stack([table[c][0][:cut] for c in captions]).astype(np.float16),
+        REVERSED + CAPTION_PADDING_MASK: np.stack([table[c][1][:cut] for c in captions]),
     }
 
 

@@ -2,7 +2,8 @@ import keras
 import numpy as np
 
 from kmm.eval.rerank import rerank
-from kmm.layers.matching import HardNegativePairs, TextSlots, TokenGuidedPooling, Tracks, matching_loss
+from kmm.layers import AttentionPooling, Tracks
+from kmm.layers.matching import HardNegativePairs, TokenGuidedPooling, matching_loss
 from tests.helpers import run_layer_test
 
 RNG = np.random.default_rng(0)
@@ -48,7 +49,7 @@ def test_token_guided_pooling_equals_the_formula_and_says_where(tmp_path):
     np.testing.assert_allclose(reloaded([tokens, text]), model([tokens, text]), atol=1e-5)
 
 
-def test_tracks_and_text_slots(tmp_path):
+def test_tracks_and_multi_query_attention_pooling(tmp_path):
     x = RNG.normal(size=(2, 3, 4, 6)).astype("float32")
     layer = Tracks(5)
     out = layer(x).numpy()
@@ -57,12 +58,14 @@ def test_tracks_and_text_slots(tmp_path):
     run_layer_test(lambda: Tracks(5), x, tmp_path)
     text = RNG.normal(size=(2, 7, 8)).astype("float32")
     mask = np.arange(7)[None] < np.array([[3], [7]])
-    slots = TextSlots(3, 2)
-    out = slots(text, padding_mask=mask).numpy()
+    clauses = AttentionPooling(2, num_queries=3)
+    out = clauses(text, padding_mask=mask).numpy()
     assert out.shape == (2, 3, 8)
+    assert not np.allclose(out[:, 0], out[:, 1]), "the queries start apart"
     noisy = text.copy()
     noisy[0, 3:] = 100.0  # padding is invisible
-    np.testing.assert_allclose(slots(noisy, padding_mask=mask), out, atol=1e-5)
+    np.testing.assert_allclose(clauses(noisy, padding_mask=mask), out, atol=1e-5)
+    run_layer_test(lambda: AttentionPooling(2, num_queries=3), text, tmp_path)
 
 
 def test_hard_negative_pairs_never_pick_the_positive_and_prefer_hard_ones():
