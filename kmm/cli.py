@@ -68,6 +68,8 @@ def _cmd_quickstart(args):
     train_config = dataclasses.replace(QUICKSTART_TRAINING, epochs=epochs, batch_size=args.batch_size, seed=args.seed)
     if args.no_time_reversal:
         train_config = dataclasses.replace(train_config, time_reversal=())
+    if args.neighbours is not None:
+        train_config = dataclasses.replace(train_config, neighbours=args.neighbours)
     overrides = {k: v for k, v in (("temporal", args.temporal), ("fusion", args.fusion)) if v}
     if args.matching:
         overrides["tasks"] = ("classification", "retrieval", "matching")
@@ -172,12 +174,17 @@ def build_parser():
     quick.add_argument("--temporal", choices=["mean", "max", "lstm", "gru", "transformer"], help="Temporal model.")
     quick.add_argument("--fusion", choices=list(FUSIONS), help="Fusion (default: text_guided).")
     quick.add_argument(
-        "--epochs", type=int, help="Epochs (default 12: under 15 minutes in all on 2 cores; cosine schedule)."
+        "--epochs", type=int, help="Epochs (default 12: under 15 minutes in all on 2 cores; warm-up, then cosine)."
     )
     quick.add_argument("--batch-size", type=int, default=64)
     quick.add_argument(
         "--no-time-reversal", action="store_true",
         help="Do not play half of the training clips backwards (with reversed labels and captions).",
+    )  # fmt: skip
+    quick.add_argument(
+        "--neighbours", type=int, metavar="K",
+        help="Hard negatives: each training batch is batch-size/K clips, each with K-1 clips whose captions are "
+        "among its nearest (default: random batches; did not help on kmm-shapes, see BENCHMARKS.md).",
     )  # fmt: skip
     quick.add_argument(
         "--matching", action="store_true",

@@ -51,9 +51,22 @@ class SimilarityLogits(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="kmm")
 def infonce_loss(y_true, logits):
-    """Symmetric InfoNCE over in-batch negatives; `y_true` is ignored (the diagonal is positive)."""
+    """Symmetric InfoNCE over in-batch negatives: row i's positive is column i.
+
+    `y_true`: `(batch,)` caption-group ids, or None. Two clips of one group (their captions
+    say the same thing, e.g. the same caption twice in a batch) are not each other's
+    negatives: pushing them apart would teach the model noise. Ids that are all distinct
+    (e.g. each clip's index) give plain InfoNCE.
+
+    Returns `(batch,)`: the mean of the video->text and text->video cross-entropies.
+    """
     n = ops.shape(logits)[0]
     labels = ops.arange(n)
+    if y_true is not None:
+        groups = ops.reshape(y_true, (-1,))
+        same = ops.equal(ops.expand_dims(groups, 1), ops.expand_dims(groups, 0))
+        false_negative = ops.logical_and(same, ops.logical_not(ops.cast(ops.eye(n), "bool")))
+        logits = ops.where(false_negative, ops.cast(-1e9, logits.dtype), logits)
     v2t = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
     t2v = keras.losses.sparse_categorical_crossentropy(labels, ops.transpose(logits), from_logits=True)
     return (v2t + t2v) / 2

@@ -21,6 +21,8 @@ from kmm.data.pipeline import DataConfig, dataset_from_manifest
 from kmm.models.towers import CAPTION_EMBEDDING, CAPTION_PADDING_MASK, CAPTION_TOKENS, VIDEO_FEATURES, caption_keys
 
 REVERSED = "reversed_"  # prefix of the cached captions of the clips played backwards
+CAPTION_GROUP = "caption_group"  # optional key shared by captions that say the same thing
+NEIGHBOURS = 16  # candidates per anchor for neighbour batches (see features_dataset)
 
 
 def _signature(config, manifest):
@@ -55,7 +57,7 @@ def encode_texts(text_encoder, texts, max_tokens, batch_size=64):
 
 
 def extract_features(manifest, config, out_dir, splits, batch_size=32, force=False, progress=True, encoders=None,
-                     reverse_caption=None):  # fmt: skip
+                     reverse_caption=None, caption_group=None):  # fmt: skip
     """Writes `out_dir/<split>.npz` for each split; returns `{split: (path, DataReport)}`.
 
     `encoders`: optional `(video_encoder, text_encoder)` layers to use instead of fresh ones
@@ -63,6 +65,10 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
     `reverse_caption`: optional function from a caption to the caption of the same clip
     played backwards (e.g. `kmm.data.synth.vocab.reverse_caption`); the `train` split then
     also caches those captions (`reversed_caption_*`), for time-reversal augmentation.
+    `caption_group`: optional function from a caption to a key that captions saying the
+    same thing share (e.g. `kmm.data.synth.vocab.caption_content`), cached as
+    `caption_group` (and `reversed_caption_group`): such clips are not each other's
+    negatives in training (`features_dataset`). Without it, equal captions form a group.
     """
     from kmm.models.builder import make_encoders
 
@@ -70,8 +76,9 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_path = out_dir / "features.json"
     signature = _signature(config, manifest)
-    if reverse_caption is not None:
-        signature["reverse_caption"] = f"{reverse_caption.__module__}.{reverse_caption.__qualname__}"
+    for name, function in (("reverse_caption", reverse_caption), ("caption_group", caption_group)):
+        if function is not None:
+            signature[name] = f"{function.__module__}.{function.__qualname__}"
     if encoders is not None:
         signature["encoders"] = "fine-tuned in this run"
         force = True
@@ -104,6 +111,11 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
         arrays[CAPTION_PADDING_MASK] = np.stack([table[c][1][:caption_cut] for c in captions])
         if backwards:
             arrays.update(_reversed_captions(table, backwards, caption_cut))
+            arrays[REVERSED + specs.CAPTION] = np.array(backwards, dtype=bytes)
+        if caption_group is not None:
+            arrays[CAPTION_GROUP] = np.array([caption_group(c) for c in captions], dtype=bytes)
+            if backwards:
+                arrays[REVERSED + CAPTION_GROUP] = np.array([caption_group(c) for c in backwards], dtype=bytes)
         arrays[specs.TEXT] = arrays[specs.TEXT].astype(bytes)
         arrays[specs.CAPTION] = arrays[specs.CAPTION].astype(bytes)
         path = out_dir / f"{split}.npz"
@@ -140,17 +152,18 @@ def model_inputs(arrays, config):
     return {k: arrays[k] for k in keys}
 
 
-def training_targets(tasks, label_ids, zeros):
-    """Targets for the outputs the tasks train: label ids for `logits`, and placeholders for
-    `similarity` (InfoNCE uses the diagonal) and `matching` (the pairs' layout says which
-    match). `zeros` makes a placeholder."""
+def training_targets(tasks, label_ids, caption_groups):
+    """Targets for the outputs the tasks train: label ids for `logits`; caption-group ids
+    for `similarity` (InfoNCE's positives are the diagonal; same-group pairs are no
+    negatives, see `infonce_loss`) and for `matching` (unused: the pairs' layout says which
+    match)."""
     targets = {}
     if "classification" in tasks:
         targets["logits"] = label_ids
     if "retrieval" in tasks:
-        targets["similarity"] = zeros(label_ids)
+        targets["similarity"] = caption_groups
     if "matching" in tasks:
-        targets["matching"] = zeros(label_ids)
+        targets["matching"] = caption_groups
     return targets
 
 
@@ -178,52 +191,124 @@ def reversed_caption_inputs(arrays, config):
     return {k[len(REVERSED) :]: arrays[k] for k in keys}
 
 
-def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time_reversal=()):
+def caption_group_ids(arrays):
+    """`(groups, reversed_groups)`: float32 ids, equal for clips whose captions say the same thing.
+
+    Groups come from the cached `caption_group` keys, else from the caption strings, else
+    one group per clip. `reversed_groups` (for the clips played backwards; None if their
+    captions are not cached) share the id space, so a reversed clip groups with the
+    forward clips that its reversed caption describes.
+    """
+    n = len(arrays[specs.LABEL_ID])
+    key = CAPTION_GROUP if CAPTION_GROUP in arrays else specs.CAPTION
+    if key not in arrays:
+        return np.arange(n, dtype=np.float32), None
+    keys = [arrays[key]] + ([arrays[REVERSED + key]] if REVERSED + key in arrays else [])
+    ids = np.unique(np.concatenate(keys), return_inverse=True)[1].reshape(-1).astype(np.float32)
+    return ids[:n], (ids[n:] if len(keys) > 1 else None)
+
+
+def caption_neighbours(embeddings, groups, k=NEIGHBOURS, block=1024):
+    """`(n, k)` indices of each caption's k most similar captions (cosine), other groups only."""
+    e = np.asarray(embeddings, np.float32)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    k = min(k, len(e) - 1)
+    out = np.empty((len(e), k), np.int64)
+    for start in range(0, len(e), block):
+        sim = e[start : start + block] @ e.T
+        sim[groups[start : start + block, None] == groups[None, :]] = -np.inf  # itself and its group
+        part = np.argpartition(-sim, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sim, part, axis=1), axis=1)
+        out[start : start + block] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time_reversal=(), neighbours=0):
     """`(inputs, targets)` batches for `build_feature_model` (see `training_targets`).
 
-    `time_reversal` (training only): `(label, reversed_label)` pairs. Half of the clips
-    whose label has a pair play backwards (their frame features reversed) with the paired
-    label. If the arrays hold the reversed clips' captions (`extract_features(...,
-    reverse_caption=...)`), those replace the captions; otherwise the caption no longer
-    describes the clip, so such clips get weight 0 in the retrieval loss (they still serve
-    as negatives). Batches are then `(inputs, targets, sample_weights)`.
+    Retrieval's target is each clip's caption group (`caption_group_ids`): clips of one
+    group are not each other's negatives. In training, batches are reshuffled each epoch,
+    with `len // batch_size` full batches an epoch, and:
+
+    `time_reversal`: `(label, reversed_label)` pairs. Half of the clips whose label has a
+    pair play backwards (their frame features reversed) with the paired label. If the
+    arrays hold the reversed clips' captions (`extract_features(..., reverse_caption=...)`),
+    those replace the captions; otherwise the caption no longer describes the clip, so such
+    clips get weight 0 in the retrieval loss (they still serve as negatives). Batches are
+    then `(inputs, targets, sample_weights)`.
+
+    `neighbours` (k > 1): hard negatives. Each batch is `batch_size / k` random anchors,
+    each with `k - 1` clips drawn from its `NEIGHBOURS` nearest captions of other groups
+    (the text encoder's caption embeddings), e.g. the same objects doing something else.
     """
     inputs = model_inputs(arrays, config)
-    reversed_captions = reversed_caption_inputs(arrays, config) if time_reversal else None
-    if reversed_captions:
-        inputs = {**inputs, **{REVERSED + k: v for k, v in reversed_captions.items()}}
-    tasks = config.tasks
-    labels = arrays[specs.LABEL_ID]
-    targets = training_targets(tasks, labels, lambda y: np.zeros(len(y), np.float32))
-    ds = tf.data.Dataset.from_tensor_slices((inputs, targets))
-    if training:
-        ds = ds.shuffle(len(arrays[specs.LABEL_ID]), seed=seed, reshuffle_each_iteration=True)
-        if time_reversal and "classification" in tasks:
-            ds = ds.map(_time_reversal(reversed_label_ids(config.labels, time_reversal), seed))
-    # drop_remainder in training: InfoNCE over a batch of 1 or 2 is degenerate.
-    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    labels = np.asarray(arrays[specs.LABEL_ID])
+    groups, reversed_groups = caption_group_ids(arrays)
+    if not training:
+        targets = training_targets(config.tasks, labels, groups)
+        return tf.data.Dataset.from_tensor_slices((inputs, targets)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    n = len(labels)
+    if n < batch_size:
+        raise ValueError(f"Training needs at least one full batch: {n} clips < batch_size {batch_size}.")
+    if neighbours > 1 and batch_size % neighbours:
+        raise ValueError(f"batch_size ({batch_size}) must be a multiple of neighbours ({neighbours}).")
+    table = None
+    if neighbours > 1:
+        table = caption_neighbours(arrays[CAPTION_EMBEDDING], groups)
+    reversed_ids = reversed_label_ids(config.labels, time_reversal) if time_reversal else None
+    reversible = reversed_ids[labels] >= 0 if time_reversal else np.zeros(n, bool)
+    reversed_captions = reversed_caption_inputs(arrays, config) if time_reversal else {}
+    if reversed_captions and reversed_groups is None:  # captions cached, their groups not: one each
+        reversed_groups = n + np.arange(n, dtype=np.float32)
+    batches = _IndexBatches(n, batch_size, seed, table, neighbours, reversible)
+    data = {
+        "inputs": inputs, "reversed": reversed_captions, "labels": labels, "groups": groups,
+        "reversed_labels": reversed_ids[labels].astype(labels.dtype) if time_reversal else labels,
+        "reversed_groups": reversed_groups if reversed_captions else groups,
+    }  # fmt: skip
+    data = tf.nest.map_structure(tf.constant, data)
+    weighted = bool(time_reversal)
+    signature = (tf.TensorSpec((batch_size,), tf.int64), tf.TensorSpec((batch_size,), tf.bool))
+    ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n // batch_size))
+    ds = ds.map(lambda index, flip: _gather_batch(data, index, flip, config.tasks, weighted))
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _time_reversal(reversed_ids, seed):
-    reversed_ids = tf.constant(reversed_ids)
-    generator = tf.random.Generator.from_seed(seed)
+class _IndexBatches:
+    """Callable for `Dataset.from_generator`: one epoch of `(indices, flip)` batches per call,
+    a new shuffle each epoch (the generator state carries over)."""
 
-    def augment(x, y):
-        target = tf.gather(reversed_ids, tf.cast(y["logits"], tf.int32))
-        flip = tf.logical_and(generator.uniform(()) < 0.5, target >= 0)
-        x = dict(x)
-        x[VIDEO_FEATURES] = tf.where(flip, tf.reverse(x[VIDEO_FEATURES], [0]), x[VIDEO_FEATURES])
-        captioned = False
-        for key in [k for k in x if k.startswith(REVERSED)]:
-            value = x.pop(key)
-            x[key[len(REVERSED) :]] = tf.where(flip, value, x[key[len(REVERSED) :]])
-            captioned = True
-        y = dict(y)
-        y["logits"] = tf.where(flip, tf.cast(target, y["logits"].dtype), y["logits"])
-        weights = {k: tf.ones(()) for k in y}
-        for key in ("similarity", "matching"):
-            if key in y:
-                weights[key] = tf.ones(()) if captioned else tf.where(flip, 0.0, 1.0)
-        return x, y, weights
+    def __init__(self, n, batch_size, seed, table, neighbours, reversible):
+        self.n, self.batch_size, self.table, self.neighbours = n, batch_size, table, neighbours
+        self.reversible, self.rng = reversible, np.random.default_rng(seed)
 
-    return augment
+    def __call__(self):
+        order = self.rng.permutation(self.n)
+        anchors = self.batch_size // self.neighbours if self.table is not None else self.batch_size
+        for step in range(self.n // self.batch_size):
+            index = order[step * anchors : (step + 1) * anchors]
+            if self.table is not None:
+                picks = self.rng.permuted(self.table[index], axis=1)[:, : self.neighbours - 1]
+                index = np.concatenate([index[:, None], picks], axis=1).reshape(-1)
+            flip = (self.rng.random(self.batch_size) < 0.5) & self.reversible[index]
+            yield index, flip
+
+
+def _gather_batch(data, index, flip, tasks, weighted):
+    """A training batch: rows `index`, the `flip`ped ones played backwards (frames,
+    label, caption and caption group)."""
+    x = {k: tf.gather(v, index) for k, v in data["inputs"].items()}
+    x[VIDEO_FEATURES] = tf.where(flip[:, None, None], tf.reverse(x[VIDEO_FEATURES], [1]), x[VIDEO_FEATURES])
+    for key, value in data["reversed"].items():
+        backwards = tf.gather(value, index)
+        x[key] = tf.where(tf.reshape(flip, [-1] + [1] * (backwards.shape.rank - 1)), backwards, x[key])
+    labels = tf.where(flip, tf.gather(data["reversed_labels"], index), tf.gather(data["labels"], index))
+    groups = tf.where(flip, tf.gather(data["reversed_groups"], index), tf.gather(data["groups"], index))
+    y = training_targets(tasks, labels, groups)
+    if not weighted:
+        return x, y
+    # A reversed clip whose reversed caption is not cached has no caption that describes it.
+    keep = tf.ones_like(groups) if data["reversed"] else tf.where(flip, 0.0, 1.0)
+    weights = {k: keep if k in ("similarity", "matching") else tf.ones_like(groups) for k in y}
+    return x, y, weights

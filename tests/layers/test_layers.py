@@ -91,6 +91,22 @@ def test_similarity_and_infonce():
     log_softmax = logits.numpy() - np.log(np.exp(logits.numpy()).sum(1, keepdims=True))
     expected = -np.diag(log_softmax)  # symmetric matrix: both directions equal
     np.testing.assert_allclose(loss, expected, atol=1e-5)
+    np.testing.assert_allclose(infonce_loss(np.arange(4.0) + 7, logits), expected, atol=1e-5)  # distinct groups
+
+
+def test_infonce_does_not_use_same_group_clips_as_negatives():
+    logits = RNG.normal(size=(4, 4)).astype("float32") * 3
+    groups = np.array([5.0, 1.0, 5.0, 2.0])  # clips 0 and 2: captions that say the same thing
+    keep = (groups[:, None] != groups[None, :]) | np.eye(4, dtype=bool)
+
+    def masked_cross_entropy(m):
+        m = np.where(keep, m, -np.inf)
+        return -(np.diag(m) - np.log(np.exp(m).sum(1)))
+
+    expected = (masked_cross_entropy(logits) + masked_cross_entropy(logits.T)) / 2
+    loss = infonce_loss(groups, logits).numpy()
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    assert not np.allclose(loss, infonce_loss(None, logits).numpy())
 
 
 @pytest.mark.parametrize(

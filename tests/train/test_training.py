@@ -23,8 +23,9 @@ def tiny_setup(tmp_path_factory, tiny_encoders):
     manifest = generate.generate(root / "shapes", generate.PRESETS["tiny"], workers=1, progress=False)
     config = PRESETS["tiny"].replace(labels=tuple(generate.label_names()))
     paths = feats.extract_features(
-        manifest, config, root / "features", SPLITS, batch_size=8, progress=False, reverse_caption=vocab.reverse_caption
-    )
+        manifest, config, root / "features", SPLITS, batch_size=8, progress=False,
+        reverse_caption=vocab.reverse_caption, caption_group=vocab.caption_content,
+    )  # fmt: skip
     return root, manifest, config, {s: feats.load_features(paths[s][0]) for s in SPLITS}
 
 
@@ -43,9 +44,14 @@ def test_features_are_cached_and_consistent(tiny_setup):
         train["reversed_caption_tokens"], np.stack([table[c][0] for c in reversed_captions]), atol=2e-3
     )
     assert "reversed_caption_tokens" not in arrays["val"]
+    # What each caption (and reversed caption) says, for the retrieval loss's caption groups.
+    assert train["reversed_caption"].tolist() == [c.encode() for c in reversed_captions]
+    assert train["caption_group"].tolist() == [vocab.caption_content(c.decode()).encode() for c in train["caption"]]
+    assert train["reversed_caption_group"].tolist() == [vocab.caption_content(c).encode() for c in reversed_captions]
     again = feats.extract_features(
-        manifest, config, root / "features", SPLITS, progress=False, reverse_caption=vocab.reverse_caption
-    )
+        manifest, config, root / "features", SPLITS, progress=False,
+        reverse_caption=vocab.reverse_caption, caption_group=vocab.caption_content,
+    )  # fmt: skip
     assert all(report is None for _, report in again.values()), "a matching cache is reused"
     # The cache holds what the encoder gives for the same clips (float16 storage).
     from kmm.data.pipeline import DataConfig, dataset_from_manifest
@@ -179,3 +185,15 @@ def test_single_task_variants_train(tiny_setup, tmp_path, tasks):
     assert (parts.head is None) == (tasks == ("retrieval",)) and (parts.text_tower is None) == (
         tasks == ("classification",)
     )
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_cosine():
+    from kmm.train.trainer import learning_rate_schedule
+
+    warm = learning_rate_schedule(2e-3, steps=100, warmup_steps=10)
+    rates = np.array([float(warm(step)) for step in range(101)])
+    np.testing.assert_allclose(rates[[0, 5, 10]], [1e-4, 1.05e-3, 2e-3], rtol=1e-4)  # 5% -> 100%, linear
+    assert (np.diff(rates[:11]) > 0).all() and (np.diff(rates[10:]) <= 0).all()
+    np.testing.assert_allclose(rates[100], 1e-4, rtol=1e-4)  # cosine down to 5%
+    plain = learning_rate_schedule(2e-3, steps=100)
+    np.testing.assert_allclose([float(plain(0)), float(plain(100))], [2e-3, 1e-4], rtol=1e-4)

@@ -54,3 +54,24 @@ def reverse_caption(caption):
     # Longest phrases first, so "grows larger" is not read as "grows" + " larger".
     pattern = "|".join(re.escape(p) for p in sorted(swap, key=len, reverse=True))
     return re.sub(rf"\b(?:{pattern})\b", lambda m: swap[m.group(0)], caption)
+
+
+def caption_content(caption):
+    """What a caption says, whatever its wording and clause order: its sorted
+    "colour shape action" clauses. Two kmm-shapes captions with the same content describe
+    clips no model can tell apart (training keeps them from being each other's negatives).
+
+    >>> caption_content("a red star grows larger while a blue square falls")
+    'blue square move_down; red star grow'
+    >>> caption_content("a blue square sinks and a red star expands")
+    'blue square move_down; red star grow'
+    """
+    action = {phrase: name for name, phrases in PHRASES.items() for phrase in phrases}
+    clauses = re.split("|".join(map(re.escape, JOINERS)), caption.strip().lower())
+    content = []
+    for clause in clauses:
+        words = clause.split(" ", 3)  # "a", colour, shape, phrase
+        if len(words) != 4 or words[0] != "a" or words[3] not in action:
+            raise ValueError(f"Not a kmm-shapes caption clause: {clause!r} (in {caption!r})")
+        content.append(f"{words[1]} {words[2]} {action[words[3]]}")
+    return "; ".join(sorted(content))
