@@ -7,8 +7,9 @@ features each, reversed captions cached), batch 64, time reversal on:
 - `kmm per-batch`: `features_dataset`, which draws each batch's indices (and which clips
   play backwards) in numpy and gathers and reverses the whole batch in one `map`;
 - `kmm per-batch, neighbours=4`: the same with caption-neighbour batches.
-For each: one epoch iterated alone (the pipeline's own cost), then `fit` of the default
-model for one epoch (what training pays, the model and the pipeline sharing 2 cores).
+For each: one epoch iterated alone (the pipeline's own cost). Then what training pays:
+one default model, `fit` on 30 batches of each pipeline in turn, 3 rounds (alternating,
+so that a slower stretch of the machine hits every pipeline alike), mean ms a step.
 
 Run: .venv/bin/python benchmarks/training_input.py [--features DIR] [--out benchmarks/results/training_input.json]
 """
@@ -60,29 +61,35 @@ def per_clip_baseline(arrays, config, seed=0):
     return ds.map(augment).batch(BATCH, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def measure(name, make_dataset, config, arrays):
+def iterate(name, make_dataset):
     t0 = time.perf_counter()
     ds = make_dataset()
     build = time.perf_counter() - t0
     t0 = time.perf_counter()
     batches = sum(1 for _ in ds)
-    iterate = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    row = {"pipeline": name, "batches": batches, "build_s": round(build, 2), "iterate_s": round(seconds, 2),
+           "iterate_ms_per_batch": round(1000 * seconds / batches, 1)}  # fmt: skip
+    print(json.dumps(row), flush=True)
+    return row, ds
+
+
+def fit_in_turns(datasets, config, arrays, steps=30, rounds=3):
+    """Mean ms a `fit` step per pipeline: one model, the pipelines' `fit` calls alternating."""
     from kmm.models.builder import build_feature_model, build_parts
 
-    parts = build_parts(config, arrays["video_features"].shape[-1], arrays["text_tokens"].shape[-1])
-    model = build_feature_model(parts, arrays["video_features"].shape[-1], arrays["text_tokens"].shape[-1])
-    view = _compile(model, config, 1e-3, 1e-4, 2 * batches)
-    view.fit(ds.take(5), epochs=1, verbose=0)  # trace outside the timing
-    t0 = time.perf_counter()
-    view.fit(ds, epochs=1, verbose=0)
-    fit = time.perf_counter() - t0
-    row = {
-        "pipeline": name, "batches": batches, "build_s": round(build, 2), "iterate_s": round(iterate, 2),
-        "iterate_ms_per_batch": round(1000 * iterate / batches, 1), "fit_epoch_s": round(fit, 1),
-        "fit_ms_per_step": round(1000 * fit / batches, 1),
-    }  # fmt: skip
-    print(json.dumps(row), flush=True)
-    return row
+    dims = arrays["video_features"].shape[-1], arrays["text_tokens"].shape[-1]
+    model = build_feature_model(build_parts(config, *dims), *dims)
+    view = _compile(model, config, 1e-3, 1e-4, 10 * steps * rounds * len(datasets))
+    for ds in datasets.values():
+        view.fit(ds.take(3), verbose=0)  # trace outside the timing
+    times = {name: [] for name in datasets}
+    for _ in range(rounds):
+        for name, ds in datasets.items():
+            t0 = time.perf_counter()
+            view.fit(ds.take(steps), verbose=0)
+            times[name].append(1000 * (time.perf_counter() - t0) / steps)
+    return {name: [round(t, 1) for t in ts] for name, ts in times.items()}
 
 
 def main():
@@ -97,11 +104,20 @@ def main():
     def kmm(neighbours):
         return lambda: feats.features_dataset(arrays, config, BATCH, True, 0, train.time_reversal, neighbours)
 
-    rows = [
-        measure("per-clip baseline", lambda: per_clip_baseline(arrays, config), config, arrays),
-        measure("kmm per-batch", kmm(0), config, arrays),
-        measure("kmm per-batch, neighbours=4", kmm(4), config, arrays),
-    ]
+    pipelines = {
+        "per-clip baseline": lambda: per_clip_baseline(arrays, config),
+        "kmm per-batch": kmm(0),
+        "kmm per-batch, neighbours=4": kmm(4),
+    }
+    rows, datasets = [], {}
+    for name, make in pipelines.items():
+        row, datasets[name] = iterate(name, make)
+        rows.append(row)
+    fit_ms = fit_in_turns(datasets, config, arrays)
+    for row in rows:
+        row["fit_ms_per_step"] = fit_ms[row["pipeline"]]
+        row["fit_ms_per_step_mean"] = round(float(np.mean(fit_ms[row["pipeline"]])), 1)
+        print(row["pipeline"], "fit ms/step", row["fit_ms_per_step"], flush=True)
     result = {"machine": platform.processor() or platform.machine(), "tensorflow": tf.__version__,
               "clips": int(len(arrays["label_id"])), "batch_size": BATCH, "rows": rows}  # fmt: skip
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
