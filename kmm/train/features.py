@@ -3,9 +3,13 @@
 Per split, `features/<split>.npz` holds `video_features (n, frames, dim)` (float16),
 `text_tokens (n, max_text_tokens, text_dim)` (float16) with `text_padding_mask`,
 `caption_embedding (n, text_dim)`, `caption_tokens (n, max_caption_tokens, text_dim)`
-(float16) with `caption_padding_mask`, `label_id`, `row`, `text`, `caption`. Texts are encoded
-once per distinct string. `features/features.json` records how they were made, so a cache
-built with other encoders or sampling is rebuilt rather than silently reused.
+(float16) with `caption_padding_mask`, `label_id`, `row`, `text`, `caption`; optionally
+`caption_group` and, for the train split, the `reversed_*` captions of its clips played
+backwards (see `extract_features`). Texts are encoded once per distinct string.
+`features/features.json` records how they were made, so a cache built with other encoders
+or sampling is rebuilt rather than silently reused.
+
+Training batches come from `features_dataset`.
 """
 
 import dataclasses
