@@ -188,14 +188,19 @@ class TextGuidedPooling(keras.layers.Layer):
         self.query_projection.build(query_shape)
         self.key_projection.build(cells_tokens_shape)
 
-    def call(self, cells_tokens, query, return_attention_scores=False):
+    def attend(self, cells_tokens, queries):
+        """`queries (b, l, dq)` -> cell weights `(b, l, t, cells)` and pooled cells `(b, l, t, d)`."""
         dim = ops.shape(cells_tokens)[-1]
-        keys = self.key_projection(cells_tokens)  # (b, t * cells, d)
-        q = self.query_projection(query)[:, None, :]  # (b, 1, d)
-        scores = ops.sum(keys * q, axis=-1) / ops.sqrt(ops.cast(dim, keys.dtype))
-        weights = ops.softmax(ops.reshape(scores, (-1, self.num_frames, self.cells)), axis=-1)
+        keys = ops.reshape(self.key_projection(cells_tokens), (-1, self.num_frames, self.cells, dim))
+        q = self.query_projection(queries)  # (b, l, d)
+        scores = ops.einsum("bld,btcd->bltc", q, keys) / ops.sqrt(ops.cast(dim, keys.dtype))
+        weights = ops.softmax(scores, axis=-1)
         grid = ops.reshape(cells_tokens, (-1, self.num_frames, self.cells, dim))
-        pooled = ops.sum(grid * weights[..., None], axis=2)  # (b, t, d)
+        return weights, ops.einsum("bltc,btcd->bltd", weights, grid)
+
+    def call(self, cells_tokens, query, return_attention_scores=False):
+        weights, pooled = self.attend(cells_tokens, ops.expand_dims(query, 1))
+        weights, pooled = weights[:, 0], pooled[:, 0]  # (b, t, cells), (b, t, d)
         return (pooled, weights) if return_attention_scores else pooled
 
     def compute_output_shape(self, cells_tokens_shape, query_shape):

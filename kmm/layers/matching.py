@@ -6,9 +6,11 @@ import math
 import keras
 from keras import ops
 
+from kmm.layers.fusion import TextGuidedPooling
+
 
 @keras.saving.register_keras_serializable(package="kmm")
-class TokenGuidedPooling(keras.layers.Layer):
+class TokenGuidedPooling(TextGuidedPooling):
     """Every text query (a token, or a clause read by `AttentionPooling(num_queries=k)`), in
     every frame, attends over that frame's spatial cells.
 
@@ -35,27 +37,16 @@ class TokenGuidedPooling(keras.layers.Layer):
     """
 
     def __init__(self, num_frames, cells, **kwargs):
-        super().__init__(**kwargs)
-        side = math.isqrt(cells)
-        if side * side != cells:
+        super().__init__(num_frames, cells, **kwargs)
+        self.side = math.isqrt(cells)
+        if self.side * self.side != cells:
             raise ValueError(f"TokenGuidedPooling needs a square grid of cells, got cells={cells}")
-        self.num_frames, self.cells, self.side = num_frames, cells, side
 
-    def build(self, cells_tokens_shape, text_shape):
-        dim = cells_tokens_shape[-1]
-        self.query_projection = keras.layers.Dense(dim, name="query")
-        self.key_projection = keras.layers.Dense(dim, name="key")
-        self.query_projection.build(text_shape)
-        self.key_projection.build(cells_tokens_shape)
+    def build(self, cells_tokens_shape, text_shape):  # Keras matches build's argument names to call's
+        super().build(cells_tokens_shape, text_shape)
 
     def call(self, cells_tokens, text):
-        dim = ops.shape(cells_tokens)[-1]
-        keys = ops.reshape(self.key_projection(cells_tokens), (-1, self.num_frames, self.cells, dim))
-        queries = self.query_projection(text)  # (b, l, d)
-        scores = ops.einsum("bld,btcd->bltc", queries, keys) / ops.sqrt(ops.cast(dim, keys.dtype))
-        weights = ops.softmax(scores, axis=-1)
-        grid = ops.reshape(cells_tokens, (-1, self.num_frames, self.cells, dim))
-        pooled = ops.einsum("bltc,btcd->bltd", weights, grid)
+        weights, pooled = self.attend(cells_tokens, text)  # (b, l, t, cells), (b, l, t, d)
         line = ops.linspace(-1.0, 1.0, self.side)
         coords = ops.stack([ops.tile(line, [self.side]), ops.repeat(line, self.side)], axis=-1)  # (cells, [x, y])
         where = ops.einsum("bltc,cx->bltx", weights, ops.cast(coords, weights.dtype))
@@ -63,9 +54,6 @@ class TokenGuidedPooling(keras.layers.Layer):
 
     def compute_output_shape(self, cells_tokens_shape, text_shape):
         return (text_shape[0], text_shape[1], self.num_frames, cells_tokens_shape[-1] + 2)
-
-    def get_config(self):
-        return {**super().get_config(), "num_frames": self.num_frames, "cells": self.cells}
 
 
 @keras.saving.register_keras_serializable(package="kmm")
