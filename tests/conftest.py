@@ -39,11 +39,12 @@ def real_encoders(kmm_home):
 @pytest.fixture(scope="session")
 def tiny_quickstart(tiny_encoders, tmp_path_factory):
     """`kmm quickstart --size tiny --model tiny --epochs 1` once: `(run_dir, export model dir)`."""
+    from kmm.data.synth import vocab
     from kmm.quickstart import run_quickstart
     from kmm.train.trainer import TrainConfig
 
     root = tmp_path_factory.mktemp("tiny_quickstart")
-    train = TrainConfig(epochs=1, batch_size=8)
+    train = TrainConfig(epochs=1, batch_size=8, time_reversal=vocab.TIME_REVERSAL, reversal_pairs=2)
     run_quickstart(
         root / "run", "tiny", "tiny", train, verbose=0, log=lambda *a: None, export_dir=root / "saved_models"
     )

@@ -55,6 +55,6 @@ def test_quickstart_with_the_matching_head_reports_the_reranked_retrieval(tiny_e
     assert metrics["test"]["retrieval_reranked"]["top_k"] == 10
     run = json.loads((tmp_path / "run" / "quickstart.json").read_text())
     assert run["train"]["time_reversal"], "the quickstart plays clips backwards by default"
-    assert run["train"]["neighbours"] == 2
+    assert run["train"]["neighbours"] == 2 and run["train"]["reversal_pairs"] == 0  # neighbour batches replace twins
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["tasks"] == ["classification", "retrieval", "matching"]

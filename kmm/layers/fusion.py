@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kmm.layers.grid import attended_position, grid_side
 from kmm.layers.masks import attention_mask
 
 
@@ -167,6 +168,9 @@ class TextGuidedPooling(keras.layers.Layer):
     Args:
         num_frames: int. Frames in the token axis.
         cells: int. Cells per frame (tokens are frame-major).
+        positions: bool. Also return where the query looked in each frame (the
+            attention-weighted cell centre, `x` and `y` in [-1, 1], on a square row-major
+            grid): an object's track, which its features alone do not give. Defaults to `False`.
 
     Call arguments:
         cells_tokens: `(batch, frames * cells, dim)`.
@@ -174,12 +178,19 @@ class TextGuidedPooling(keras.layers.Layer):
         return_attention_scores: bool. Also return the `(batch, frames, cells)` weights.
 
     Returns:
-        `(batch, frames, dim)`.
+        `(batch, frames, dim)`, or `(batch, frames, dim + 2)` with `positions`.
+
+    Example:
+
+    >>> TextGuidedPooling(num_frames=2, cells=4, positions=True)(np.ones((3, 8, 16)), np.ones((3, 5))).shape
+    TensorShape([3, 2, 18])
     """
 
-    def __init__(self, num_frames, cells, **kwargs):
+    def __init__(self, num_frames, cells, positions=False, **kwargs):
         super().__init__(**kwargs)
-        self.num_frames, self.cells = num_frames, cells
+        self.num_frames, self.cells, self.positions = num_frames, cells, positions
+        if positions:
+            grid_side(cells)
 
     def build(self, cells_tokens_shape, query_shape):
         dim = cells_tokens_shape[-1]
@@ -196,15 +207,18 @@ class TextGuidedPooling(keras.layers.Layer):
         scores = ops.einsum("bld,btcd->bltc", q, keys) / ops.sqrt(ops.cast(dim, keys.dtype))
         weights = ops.softmax(scores, axis=-1)
         grid = ops.reshape(cells_tokens, (-1, self.num_frames, self.cells, dim))
-        return weights, ops.einsum("bltc,btcd->bltd", weights, grid)
+        pooled = ops.einsum("bltc,btcd->bltd", weights, grid)
+        if self.positions:
+            pooled = ops.concatenate([pooled, attended_position(weights, self.cells)], axis=-1)
+        return weights, pooled
 
     def call(self, cells_tokens, query, return_attention_scores=False):
         weights, pooled = self.attend(cells_tokens, ops.expand_dims(query, 1))
-        weights, pooled = weights[:, 0], pooled[:, 0]  # (b, t, cells), (b, t, d)
+        weights, pooled = weights[:, 0], pooled[:, 0]  # (b, t, cells), (b, t, d [+ 2])
         return (pooled, weights) if return_attention_scores else pooled
 
     def compute_output_shape(self, cells_tokens_shape, query_shape):
-        return (cells_tokens_shape[0], self.num_frames, cells_tokens_shape[-1])
+        return (cells_tokens_shape[0], self.num_frames, cells_tokens_shape[-1] + 2 * self.positions)
 
     def get_config(self):
-        return {**super().get_config(), "num_frames": self.num_frames, "cells": self.cells}
+        return {**super().get_config(), "num_frames": self.num_frames, "cells": self.cells, "positions": self.positions}

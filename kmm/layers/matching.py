@@ -1,8 +1,6 @@
 """Pair matching: does this caption describe this clip? A cross-attention score of one
 (video, text) pair, trained on hard negatives and used to re-rank retrieval's top-k."""
 
-import math
-
 import keras
 from keras import ops
 
@@ -37,20 +35,14 @@ class TokenGuidedPooling(TextGuidedPooling):
     """
 
     def __init__(self, num_frames, cells, **kwargs):
-        super().__init__(num_frames, cells, **kwargs)
-        self.side = math.isqrt(cells)
-        if self.side * self.side != cells:
-            raise ValueError(f"TokenGuidedPooling needs a square grid of cells, got cells={cells}")
+        kwargs.pop("positions", None)  # always on
+        super().__init__(num_frames, cells, positions=True, **kwargs)
 
     def build(self, cells_tokens_shape, text_shape):  # Keras matches build's argument names to call's
         super().build(cells_tokens_shape, text_shape)
 
     def call(self, cells_tokens, text):
-        weights, pooled = self.attend(cells_tokens, text)  # (b, l, t, cells), (b, l, t, d)
-        line = ops.linspace(-1.0, 1.0, self.side)
-        coords = ops.stack([ops.tile(line, [self.side]), ops.repeat(line, self.side)], axis=-1)  # (cells, [x, y])
-        where = ops.einsum("bltc,cx->bltx", weights, ops.cast(coords, weights.dtype))
-        return ops.concatenate([pooled, where], axis=-1)
+        return self.attend(cells_tokens, text)[1]  # (b, l, t, dim + 2)
 
     def compute_output_shape(self, cells_tokens_shape, text_shape):
         return (text_shape[0], text_shape[1], self.num_frames, cells_tokens_shape[-1] + 2)

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from kmm.layers.grid import attended_position, grid_side
+
 
 @keras.saving.register_keras_serializable(package="kmm")
 class SlotPooling(keras.layers.Layer):
@@ -18,13 +20,17 @@ class SlotPooling(keras.layers.Layer):
         num_frames: int. Frames in the token axis.
         cells: int. Cells per frame (tokens are frame-major).
         slots: int. Number of learned queries. Defaults to `8`.
+        positions: bool. Append where each slot looked in each frame (the attention-weighted
+            cell centre, `x` and `y` in [-1, 1], on a square row-major grid), so its track says
+            which way the object went. Defaults to `False`.
 
     Call arguments:
         cells_tokens: `(batch, frames * cells, dim)`.
         return_attention_scores: bool. Also return the `(batch, frames, slots, cells)` weights.
 
     Returns:
-        `(batch, frames * slots, dim)`: all slots of frame 0, then frame 1, ...
+        `(batch, frames * slots, dim)` (`dim + 2` with `positions`): all slots of frame 0,
+        then frame 1, ...
 
     Example:
 
@@ -32,9 +38,11 @@ class SlotPooling(keras.layers.Layer):
     TensorShape([5, 6, 16])
     """
 
-    def __init__(self, num_frames, cells, slots=8, **kwargs):
+    def __init__(self, num_frames, cells, slots=8, positions=False, **kwargs):
         super().__init__(**kwargs)
-        self.num_frames, self.cells, self.slots = num_frames, cells, slots
+        self.num_frames, self.cells, self.slots, self.positions = num_frames, cells, slots, positions
+        if positions:
+            grid_side(cells)
 
     def build(self, cells_tokens_shape):
         dim = cells_tokens_shape[-1]
@@ -52,14 +60,18 @@ class SlotPooling(keras.layers.Layer):
         scores = ops.einsum("btcd,kd->btkc", keys, self.queries) / ops.sqrt(ops.cast(dim, keys.dtype))
         weights = ops.softmax(scores, axis=-1)  # (b, t, slots, cells)
         grid = ops.reshape(cells_tokens, (-1, self.num_frames, self.cells, dim))
-        pooled = ops.reshape(ops.einsum("btkc,btcd->btkd", weights, grid), (-1, self.num_frames * self.slots, dim))
+        pooled = ops.einsum("btkc,btcd->btkd", weights, grid)
+        if self.positions:
+            pooled = ops.concatenate([pooled, attended_position(weights, self.cells)], axis=-1)
+        pooled = ops.reshape(pooled, (-1, self.num_frames * self.slots, ops.shape(pooled)[-1]))
         return (pooled, weights) if return_attention_scores else pooled
 
     def compute_output_shape(self, cells_tokens_shape):
-        return (cells_tokens_shape[0], self.num_frames * self.slots, cells_tokens_shape[-1])
+        return (cells_tokens_shape[0], self.num_frames * self.slots, cells_tokens_shape[-1] + 2 * self.positions)
 
     def get_config(self):
-        return {**super().get_config(), "num_frames": self.num_frames, "cells": self.cells, "slots": self.slots}
+        config = {"num_frames": self.num_frames, "cells": self.cells, "slots": self.slots, "positions": self.positions}
+        return {**super().get_config(), **config}
 
 
 @keras.saving.register_keras_serializable(package="kmm")

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 
 TEMPORAL_MODELS = ("mean", "max", "lstm", "gru", "transformer")
 FUSIONS = ("none", "concat", "cross_attention", "co_attention", "text_guided")
@@ -28,6 +29,10 @@ class ModelConfig:
     max_caption_tokens: int = 32  # captions, for text_embedding="tokens"
     spatial_cells: int = 64  # cells per frame in the features (8x8 feature map); 1 = one vector per frame
     motion_features: bool = True  # append frame-to-frame feature differences
+    # lstm / gru with spatial cells: each frame's token is projected from its cell tokens,
+    # each cut to this many values (0: from the whole raw feature map, 14,336 values a frame;
+    # 20% slower a step, no better: BENCHMARKS.md, fifth pass).
+    frame_cell_dim: int = 16
     dim: int = 128
     temporal: str = "lstm"  # Choose from ['mean', 'max', 'lstm', 'gru', 'transformer']
     temporal_layers: int = 2
@@ -36,6 +41,9 @@ class ModelConfig:
     # Retrieval video embedding: from the temporal model's pooled vector, or from object slots.
     video_embedding: str = "slots"  # Choose from ['temporal', 'slots']
     slots: int = 8
+    # Slots and text-guided pooling also report where they looked in each frame (the
+    # attention-weighted cell centre), so a track says which way its object went.
+    cell_positions: bool = True
     # Caption tower: on the text encoder's pooled vector, or on its tokens.
     text_embedding: str = "tokens"  # Choose from ['pooled', 'tokens']
     num_heads: int = 4
@@ -71,6 +79,12 @@ class ModelConfig:
             raise ValueError(f"spatial_cells must be >= 1, got {self.spatial_cells}")
         if self.video_embedding == "slots" and self.spatial_cells < 2:
             raise ValueError('video_embedding="slots" needs spatial features (spatial_cells > 1).')
+        uses_grid = self.video_embedding == "slots" or self.fusion == "text_guided"
+        if self.cell_positions and uses_grid and math.isqrt(self.spatial_cells) ** 2 != self.spatial_cells:
+            raise ValueError(
+                f"cell_positions needs a square grid of cells, got spatial_cells={self.spatial_cells}; "
+                "pass cell_positions=False"
+            )
         if self.dim % self.num_heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads}).")
 
@@ -91,7 +105,12 @@ class ModelConfig:
 
 
 # What a config saved before these fields existed meant.
-LEGACY_DEFAULTS = {"video_embedding": "temporal", "text_embedding": "pooled"}
+LEGACY_DEFAULTS = {
+    "video_embedding": "temporal",
+    "text_embedding": "pooled",
+    "cell_positions": False,
+    "frame_cell_dim": 0,
+}
 
 
 PRESETS = {

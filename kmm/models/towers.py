@@ -65,15 +65,28 @@ def build_video_tower(config, feature_dim):
     if feature_dim % config.spatial_cells:
         raise ValueError(f"feature_dim {feature_dim} is not divisible by spatial_cells {config.spatial_cells}")
     # === Layers ===
+    slots = config.video_embedding == "slots" and "retrieval" in config.tasks
+    needs_cells = uses_video_cells(config) or slots
+    cell_tokens = _cell_tokens(features, config, feature_dim) if needs_cells or _frames_from_cells(config) else None
     x = features
-    if cells > 1:
+    if _frames_from_cells(config):
+        # Each frame's token from its cell tokens (each cut to a few values, kept in place):
+        # the same "what is where, and what changed" as projecting the whole feature map,
+        # at a fraction of the cost.
+        x = keras.layers.Dense(config.frame_cell_dim, name="frame_cell_summary")(cell_tokens)
+        x = keras.layers.Reshape((config.num_frames, config.spatial_cells * config.frame_cell_dim), name="frames")(x)
+        x = keras.layers.Dense(config.dim, name="frame_projection")(x)
+        x = keras.layers.LayerNormalization(epsilon=1e-6, name="token_norm")(x)
+        x = keras.layers.Dropout(config.dropout)(x)
+    elif cells > 1:
         x = keras.layers.Reshape((config.num_frames * cells, feature_dim // cells), name="cells")(x)
-    x = keras.layers.LayerNormalization(epsilon=1e-6, name="feature_norm")(x)
-    if config.motion_features and config.temporal not in ("mean", "max"):
-        x = TemporalDifference(cells, name="motion")(x)  # (b, t * cells, 2 * c)
-    x = keras.layers.Dense(config.dim, name="cell_projection" if cells > 1 else "frame_projection")(x)
-    x = keras.layers.LayerNormalization(epsilon=1e-6, name="token_norm")(x)
-    x = keras.layers.Dropout(config.dropout)(x)
+    if not _frames_from_cells(config):
+        x = keras.layers.LayerNormalization(epsilon=1e-6, name="feature_norm")(x)
+        if config.motion_features and config.temporal not in ("mean", "max"):
+            x = TemporalDifference(cells, name="motion")(x)  # (b, t * cells, 2 * c)
+        x = keras.layers.Dense(config.dim, name="cell_projection" if cells > 1 else "frame_projection")(x)
+        x = keras.layers.LayerNormalization(epsilon=1e-6, name="token_norm")(x)
+        x = keras.layers.Dropout(config.dropout)(x)
     if config.temporal in ("mean", "max") and cells > 1:
         per_cell = CellTemporalPooling(config.temporal, cells, name="temporal_pooling")(x)  # (b, cells, dim)
         tokens = PositionEmbedding(cells, name="cell_position")(per_cell)
@@ -90,11 +103,8 @@ def build_video_tower(config, feature_dim):
     else:
         tokens = RecurrentTemporal(config.temporal, config.dim, name=f"temporal_{config.temporal}")(x)
         pooled = None
-    slots = config.video_embedding == "slots" and "retrieval" in config.tasks
     if pooled is None and (uses_video_pooled(config) or not slots):
         pooled = AttentionPooling(config.num_heads, name="temporal_attention_pooling")(tokens)
-    # Cell tokens (with motion), shared by text-guided pooling and the slots.
-    cell_tokens = _cell_tokens(features, config, feature_dim) if uses_video_cells(config) or slots else None
     if slots:
         embedding = _slot_embedding(cell_tokens, config)
     else:
@@ -107,6 +117,10 @@ def build_video_tower(config, feature_dim):
         outputs[VIDEO_CELLS] = cell_tokens
     # === Functional Model ===
     return keras.Model(features, outputs, name="video_tower")
+
+
+def _frames_from_cells(config):
+    return config.frame_cell_dim > 0 and config.temporal in ("lstm", "gru") and config.spatial_cells > 1
 
 
 def uses_video_pooled(config):
@@ -134,7 +148,9 @@ def _slot_embedding(cell_tokens, config):
     frames, dim = config.num_frames, config.dim
     # The cell tokens already carry each cell's change since the previous frame, so a slot
     # sees motion without a difference of its own (measured: adding one changed nothing).
-    x = SlotPooling(frames, config.spatial_cells, config.slots, name="slot_pooling")(cell_tokens)  # (b, t * slots, dim)
+    x = SlotPooling(frames, config.spatial_cells, config.slots, config.cell_positions, name="slot_pooling")(
+        cell_tokens
+    )  # (b, t * slots, dim [+ 2])
     x = SlotTracks(frames, config.slots, dim, name="slot_tracks")(x)  # (b, slots, dim)
     x = keras.layers.Dropout(config.dropout)(x)
     x = keras.layers.Flatten(name="slot_concat")(x)
@@ -210,9 +226,9 @@ def build_classification_head(config, text_dim):
     elif config.fusion == "text_guided":
         # Each frame: the text attends over that frame's cells (which object), then an RNN
         # follows that object's features, next to the whole-frame tokens, over time.
-        guided = TextGuidedPooling(config.num_frames, config.spatial_cells, name="text_guided_pooling")(
-            inputs[VIDEO_CELLS], text_pooled
-        )  # (b, t, dim)
+        guided = TextGuidedPooling(
+            config.num_frames, config.spatial_cells, config.cell_positions, name="text_guided_pooling"
+        )(inputs[VIDEO_CELLS], text_pooled)  # (b, t, dim [+ 2])
         per_frame = config.temporal in ("lstm", "gru") or config.spatial_cells == 1
         sequence = keras.layers.Concatenate(name="guided_and_frames")([guided, video_tokens]) if per_frame else guided
         sequence = RecurrentTemporal(

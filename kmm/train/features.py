@@ -227,7 +227,8 @@ def caption_neighbours(embeddings, groups, k=NEIGHBOURS, block=1024):
     return out
 
 
-def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time_reversal=(), neighbours=0):
+def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time_reversal=(), neighbours=0,
+                     reversal_pairs=0):  # fmt: skip
     """`(inputs, targets)` batches for `build_feature_model` (see `training_targets`).
 
     Retrieval's target is each clip's caption group (`caption_group_ids`): clips of one
@@ -244,6 +245,12 @@ def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time
     `neighbours` (k > 1): hard negatives. Each batch is `batch_size / k` random anchors,
     each with `k - 1` clips drawn from its `NEIGHBOURS` nearest captions of other groups
     (the text encoder's caption embeddings), e.g. the same objects doing something else.
+
+    `reversal_pairs` (p > 0, with `time_reversal`): `p` clips of each batch play both ways,
+    each with its own caption, so "moves left" and "moves right" of the very same objects
+    are each other's negatives. The twins are taken from the batch's clips whose reversed
+    caption says something else (`rotate` played backwards still rotates); a batch is
+    `batch_size - p` random clips plus the `p` twins.
     """
     inputs = model_inputs(arrays, config)
     labels = np.asarray(arrays[specs.LABEL_ID])
@@ -256,6 +263,11 @@ def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time
         raise ValueError(f"Training needs at least one full batch: {n} clips < batch_size {batch_size}.")
     if neighbours > 1 and batch_size % neighbours:
         raise ValueError(f"batch_size ({batch_size}) must be a multiple of neighbours ({neighbours}).")
+    if reversal_pairs and (not time_reversal or neighbours > 1 or not 0 < reversal_pairs <= batch_size // 2):
+        raise ValueError(
+            f"reversal_pairs={reversal_pairs} needs time_reversal, no neighbours, and at most batch_size / 2 "
+            f"({batch_size // 2})"
+        )
     table = None
     if neighbours > 1:
         table = caption_neighbours(arrays[CAPTION_EMBEDDING], groups)
@@ -264,7 +276,11 @@ def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time
     reversed_captions = reversed_caption_inputs(arrays, config) if time_reversal else {}
     if reversed_captions and reversed_groups is None:  # captions cached, their groups not: one each
         reversed_groups = n + np.arange(n, dtype=np.float32)
-    batches = _IndexBatches(n, batch_size, seed, table, neighbours, reversible)
+    if reversed_captions:  # twins: clips whose reversed caption is another group
+        changes = reversed_groups != groups
+    else:
+        changes = reversed_ids[labels] != labels if time_reversal else reversible
+    batches = _IndexBatches(n, batch_size, seed, table, neighbours, reversible, reversal_pairs, reversible & changes)
     data = {
         "inputs": inputs, "reversed": reversed_captions, "labels": labels, "groups": groups,
         "reversed_labels": reversed_ids[labels].astype(labels.dtype) if time_reversal else labels,
@@ -283,19 +299,24 @@ class _IndexBatches:
     """Callable for `Dataset.from_generator`: one epoch of `(indices, flip)` batches per call,
     a new shuffle each epoch (the generator state carries over)."""
 
-    def __init__(self, n, batch_size, seed, table, neighbours, reversible):
+    def __init__(self, n, batch_size, seed, table, neighbours, reversible, pairs=0, changes=None):
         self.n, self.batch_size, self.table, self.neighbours = n, batch_size, table, neighbours
         self.reversible, self.rng = reversible, np.random.default_rng(seed)
+        self.pairs, self.changes = pairs, changes
 
     def __call__(self):
         order = self.rng.permutation(self.n)
-        anchors = self.batch_size // self.neighbours if self.table is not None else self.batch_size
+        anchors = self.batch_size // self.neighbours if self.table is not None else self.batch_size - self.pairs
         for step in range(self.n // self.batch_size):
             index = order[step * anchors : (step + 1) * anchors]
             if self.table is not None:
                 picks = self.rng.permuted(self.table[index], axis=1)[:, : self.neighbours - 1]
                 index = np.concatenate([index[:, None], picks], axis=1).reshape(-1)
-            flip = (self.rng.random(self.batch_size) < 0.5) & self.reversible[index]
+            flip = (self.rng.random(len(index)) < 0.5) & self.reversible[index]
+            if self.pairs:  # the first `pairs` clips whose reversal says something else, both ways
+                twins = np.argsort(~self.changes[index], kind="stable")[: self.pairs]
+                index = np.concatenate([index, index[twins]])
+                flip = np.concatenate([flip, ~flip[twins] & self.reversible[index[twins]]])
             yield index, flip
 
 

@@ -46,6 +46,9 @@ class TrainConfig:
     # Stage-1 hard negatives: k > 1 builds each batch from anchors and k - 1 of each
     # anchor's nearest captions (features.features_dataset); 0 or 1: random batches.
     neighbours: int = 0
+    # Stage-1 hard negatives from time reversal: this many clips of each batch also play
+    # backwards, with the reversed caption (features.features_dataset).
+    reversal_pairs: int = 0
     finetune_epochs: int = 0
     finetune_learning_rate: float = 1e-5
     seed: int = 0
@@ -123,6 +126,7 @@ def train_on_features(config, train_arrays, val_arrays, train_config, run_dir, v
     train_ds = features_dataset(
         train_arrays, config, train_config.batch_size, training=True, seed=train_config.seed,
         time_reversal=train_config.time_reversal, neighbours=train_config.neighbours,
+        reversal_pairs=train_config.reversal_pairs,
     )  # fmt: skip
     val_ds = features_dataset(val_arrays, config, train_config.batch_size)
     per_epoch = int(train_ds.cardinality())

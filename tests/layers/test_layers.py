@@ -190,6 +190,47 @@ def test_slot_pooling_equals_the_formula_and_round_trips(tmp_path):
     run_layer_test(lambda: SlotPooling(frames, cells, slots), tokens, tmp_path)
 
 
+CENTRES_2X2 = np.array([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]])  # row-major (x, y)
+
+
+def test_attended_position_is_the_weighted_cell_centre():
+    from kmm.layers.grid import attended_position
+
+    weights = _softmax(RNG.normal(size=(3, 5, 4))).astype("float32")
+    np.testing.assert_allclose(attended_position(weights, 4), weights @ CENTRES_2X2, atol=1e-6)
+    np.testing.assert_allclose(attended_position(np.full((1, 9), 1 / 9, "float32"), 9), [[0.0, 0.0]], atol=1e-6)
+    with pytest.raises(ValueError, match="square grid"):
+        attended_position(weights, 6)
+
+
+def test_positions_follow_the_attention_in_both_cell_poolings(tmp_path):
+    from kmm.layers import SlotPooling, TextGuidedPooling
+
+    frames, cells, dim = 3, 4, 8
+    tokens = RNG.normal(size=(2, frames * cells, dim)).astype("float32")
+    query = RNG.normal(size=(2, 5)).astype("float32")
+    plain = TextGuidedPooling(frames, cells)
+    plain_out = plain(tokens, query)
+    guided = TextGuidedPooling(frames, cells, positions=True)
+    guided(tokens, query)
+    guided.set_weights(plain.get_weights())
+    out, weights = guided(tokens, query, return_attention_scores=True)
+    assert out.shape == (2, frames, dim + 2)
+    np.testing.assert_allclose(out[..., :dim], plain_out, atol=1e-5)
+    np.testing.assert_allclose(out[..., dim:], np.asarray(weights) @ CENTRES_2X2, atol=1e-5)
+    run_layer_test(lambda: SlotPooling(frames, cells, 2, positions=True), tokens, tmp_path)
+    # One bright object moving one cell right per frame: a slot that finds it reports x going up.
+    moving = np.zeros((1, frames, cells, dim), "float32")
+    for t, cell in enumerate((0, 1, 1)):
+        moving[0, t, cell] = 10.0
+    slots = SlotPooling(frames, cells, 1, positions=True)
+    slots.build((None, frames * cells, dim))
+    slots.queries.assign(np.ones((1, dim), "float32"))
+    slots.key_projection.set_weights([np.eye(dim, dtype="float32"), np.zeros(dim, "float32")])
+    x = np.asarray(slots(moving.reshape(1, frames * cells, dim)))[0, :, dim]
+    np.testing.assert_allclose(x, [-1.0, 1.0, 1.0], atol=1e-3)
+
+
 def test_slot_tracks_run_one_rnn_per_slot(tmp_path):
     from kmm.layers import SlotTracks
 

@@ -43,6 +43,18 @@ def test_every_option_builds_and_runs(temporal, fusion):
     np.testing.assert_allclose(out["frame_attention"].numpy().sum(1), 1, atol=1e-5)
 
 
+@pytest.mark.parametrize("frame_cell_dim, cell_positions", [(0, False), (0, True), (4, False)])
+def test_frame_tokens_from_the_map_or_the_cells_with_or_without_positions(frame_cell_dim, cell_positions):
+    config = PRESETS["tiny"].replace(labels=LABELS, frame_cell_dim=frame_cell_dim, cell_positions=cell_positions)
+    parts = build_parts(config, FEATURE_DIM, TEXT_DIM)
+    names = {layer.name for layer in parts.video_tower.layers}
+    assert ("frame_cell_summary" in names) == (frame_cell_dim > 0) and ("feature_norm" in names) == (not frame_cell_dim)
+    slot_width = parts.video_tower.get_layer("slot_tracks").input.shape[-1]
+    assert slot_width == config.dim + 2 * cell_positions
+    out = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)(_for(config, _inputs()))
+    assert out["logits"].shape == (4, 3) and np.isfinite(out["similarity"].numpy()).all()
+
+
 @pytest.mark.parametrize("video_embedding, text_embedding", list(itertools.product(VIDEO_EMBEDDINGS, TEXT_EMBEDDINGS)))
 def test_every_retrieval_option_builds_and_ranks(video_embedding, text_embedding, tmp_path):
     config = PRESETS["tiny"].replace(labels=LABELS, video_embedding=video_embedding, text_embedding=text_embedding)
@@ -64,9 +76,14 @@ def test_slots_need_spatial_features_and_old_configs_load_as_saved():
     with pytest.raises(ValueError, match="needs spatial features"):
         ModelConfig(spatial_cells=1)
     old = json.loads(PRESETS["tiny"].to_json())
-    del old["video_embedding"], old["text_embedding"]  # a config.json written before these fields
+    for key in ("video_embedding", "text_embedding", "cell_positions", "frame_cell_dim"):
+        del old[key]  # a config.json written before these fields
     config = ModelConfig.from_json(json.dumps(old))
     assert (config.video_embedding, config.text_embedding) == ("temporal", "pooled")
+    assert (config.cell_positions, config.frame_cell_dim) == (False, 0)
+    with pytest.raises(ValueError, match="cell_positions needs a square grid"):
+        ModelConfig(spatial_cells=48)
+    assert ModelConfig(spatial_cells=48, cell_positions=False).spatial_cells == 48
 
 
 @pytest.mark.parametrize("tasks", [("classification",), ("retrieval",)])

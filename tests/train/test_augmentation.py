@@ -146,3 +146,36 @@ def test_neighbour_batches_hold_anchors_with_their_caption_neighbours():
     assert len(set(anchors)) == len(anchors) == n // 32 * 32 // k  # distinct anchors within an epoch
     with pytest.raises(ValueError, match=r"batch_size \(30\) must be a multiple of neighbours \(4\)"):
         features_dataset(arrays, config, batch_size=30, training=True, neighbours=k)
+
+
+def test_reversal_pairs_put_both_directions_of_a_clip_in_one_batch():
+    n, p, frames = 96, 8, 4
+    arrays = _arrays(n, frames)
+    arrays["video_features"][:, :, 0] = np.arange(n)[:, None]  # the row id, in every frame
+    arrays["video_features"][:, :, 1] = np.arange(frames)  # the frame index: reversed if it runs down
+    arrays["caption_tokens"] = np.broadcast_to(np.arange(n, dtype="float32")[:, None, None], (n, 5, 8)).copy()
+    arrays["reversed_caption_tokens"] = -arrays["caption_tokens"] - 1
+    arrays["reversed_caption_padding_mask"] = arrays["caption_padding_mask"]
+    content = np.array(LABELS)[arrays["label_id"]]
+    backwards = {"move_left": "move_right", "move_right": "move_left", "grow": "shrink", "shrink": "grow"}
+    arrays["caption_group"] = np.array([c.encode() for c in content])
+    arrays["reversed_caption_group"] = np.array([backwards.get(c, c).encode() for c in content])
+    config = PRESETS["tiny"].replace(labels=LABELS)
+    ds = features_dataset(arrays, config, batch_size=32, training=True, seed=0, time_reversal=PAIRS, reversal_pairs=p)
+    assert int(ds.cardinality()) == n // 32
+    for x, y, w in ds:
+        rows = x["video_features"].numpy()[:, 0, 0].astype(int)
+        reversed_ = x["video_features"].numpy()[:, 0, 1] == frames - 1
+        captions = x["caption_tokens"].numpy()[:, 0, 0]
+        assert len(set(rows[:-p])) == 32 - p  # distinct random clips, then their p twins
+        for twin in range(32 - p, 32):
+            first = int(np.flatnonzero(rows[:-p] == rows[twin])[0])
+            assert reversed_[twin] != reversed_[first]  # the same clip, the other way round
+            assert LABELS[arrays["label_id"][rows[twin]]] in backwards  # a reversal that says something else
+            for i in (first, twin):  # each with the caption of its own direction
+                assert captions[i] == (-rows[i] - 1 if reversed_[i] else rows[i])
+        groups = y["similarity"].numpy()
+        assert (groups[-p:] != groups[[int(np.flatnonzero(rows == r)[0]) for r in rows[-p:]]]).all()
+        assert (w["similarity"].numpy() == 1.0).all()
+    with pytest.raises(ValueError, match="reversal_pairs=8 needs time_reversal"):
+        features_dataset(arrays, config, batch_size=32, training=True, reversal_pairs=p)
