@@ -68,3 +68,28 @@ def bidirectional_retrieval(video_embeddings, text_embeddings, ks=(1, 5, 10)):
     """text->video (queries = texts) and video->text metrics from paired embeddings."""
     sim = np.asarray(text_embeddings) @ np.asarray(video_embeddings).T  # (texts, videos)
     return {"text_to_video": retrieval_metrics(sim, ks), "video_to_text": retrieval_metrics(sim.T, ks)}
+
+
+def group_retrieval_metrics(similarity, groups, ks=(1, 5, 10)):
+    """R@K (percent), median and mean rank where any gallery item of the query's group is a hit.
+
+    `similarity`: `(queries, gallery)`, query `i` paired with gallery item `i`; `groups`: one
+    id per pair (e.g. captions that say the same thing). With several clips per caption group
+    (kmm-shapes: same colours, shapes and actions), the standard protocol cannot credit a
+    model for ranking the right content first: `expected_R@1_ceiling` is the R@1 a model that
+    ranks the whole group first, in random order, expects (the mean of 1 / group size).
+
+    Example:
+
+    >>> group_retrieval_metrics(np.eye(3)[[1, 0, 2]], [0, 0, 1], ks=(1,))["R@1"]  # rows 0, 1 hit each other
+    100.0
+    """
+    sim = np.asarray(similarity, dtype=np.float64)
+    groups = np.asarray(groups)
+    same = groups[:, None] == groups[None, : sim.shape[1]]
+    best = np.where(same, sim, -np.inf).max(axis=1)
+    r = (np.where(same, -np.inf, sim) > best[:, None]).sum(axis=1) + 1
+    out = {f"R@{k}": float((r <= k).mean() * 100) for k in ks}
+    out.update(median_rank=float(np.median(r)), mean_rank=float(r.mean()), n=int(len(r)))
+    out["expected_R@1_ceiling"] = float(np.mean(1.0 / same.sum(axis=1)) * 100)
+    return out

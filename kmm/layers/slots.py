@@ -21,15 +21,16 @@ class SlotPooling(keras.layers.Layer):
         cells: int. Cells per frame (tokens are frame-major).
         slots: int. Number of learned queries. Defaults to `8`.
         positions: bool. Append where each slot looked in each frame (the attention-weighted
-            cell centre, `x` and `y` in [-1, 1], on a square row-major grid), so its track says
-            which way the object went. Defaults to `False`.
+            cell centre, `x` and `y` in [-1, 1], on a square row-major grid) and how widely
+            (the attention's radius), so its track says which way the object went, and
+            whether there was one. Defaults to `False`.
 
     Call arguments:
         cells_tokens: `(batch, frames * cells, dim)`.
         return_attention_scores: bool. Also return the `(batch, frames, slots, cells)` weights.
 
     Returns:
-        `(batch, frames * slots, dim)` (`dim + 2` with `positions`): all slots of frame 0,
+        `(batch, frames * slots, dim)` (`dim + 3` with `positions`): all slots of frame 0,
         then frame 1, ...
 
     Example:
@@ -62,12 +63,13 @@ class SlotPooling(keras.layers.Layer):
         grid = ops.reshape(cells_tokens, (-1, self.num_frames, self.cells, dim))
         pooled = ops.einsum("btkc,btcd->btkd", weights, grid)
         if self.positions:
-            pooled = ops.concatenate([pooled, attended_position(weights, self.cells)], axis=-1)
+            where = attended_position(weights, self.cells, spread=True)  # x, y, radius
+            pooled = ops.concatenate([pooled, where], axis=-1)
         pooled = ops.reshape(pooled, (-1, self.num_frames * self.slots, ops.shape(pooled)[-1]))
         return (pooled, weights) if return_attention_scores else pooled
 
     def compute_output_shape(self, cells_tokens_shape):
-        return (cells_tokens_shape[0], self.num_frames * self.slots, cells_tokens_shape[-1] + 2 * self.positions)
+        return (cells_tokens_shape[0], self.num_frames * self.slots, cells_tokens_shape[-1] + 3 * self.positions)
 
     def get_config(self):
         config = {"num_frames": self.num_frames, "cells": self.cells, "slots": self.slots, "positions": self.positions}

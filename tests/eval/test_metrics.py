@@ -42,3 +42,20 @@ def test_bidirectional_uses_both_axes():
     r = metrics.bidirectional_retrieval(video, text, ks=(1,))
     assert r["text_to_video"]["R@1"] == pytest.approx(100 / 3)
     assert r["video_to_text"]["R@1"] == pytest.approx(100 / 3)
+
+
+def test_group_retrieval_counts_any_clip_of_the_captions_group_by_hand():
+    sim = np.array(
+        [
+            [0.2, 0.9, 0.1, 0.0],  # query 0 (group A): its twin, clip 1, first -> group rank 1 (standard rank 2)
+            [0.1, 0.3, 0.8, 0.2],  # query 1 (group A): clip 2 (group B) above the best of A (0.3) -> rank 2
+            [0.7, 0.6, 0.4, 0.5],  # query 2 (group B): clips 0, 1 and 3 above -> rank 4 (as standard)
+            [0.0, 0.1, 0.2, 0.9],  # query 3 (group C): rank 1
+        ]
+    )
+    groups = np.array([0, 0, 1, 2])
+    assert metrics.ranks(sim).tolist() == [2, 2, 4, 1]
+    r = metrics.group_retrieval_metrics(sim, groups, ks=(1, 2))
+    assert r["R@1"] == pytest.approx(50) and r["R@2"] == pytest.approx(75)
+    assert r["median_rank"] == 1.5 and r["mean_rank"] == 2
+    assert r["expected_R@1_ceiling"] == pytest.approx(100 * (0.5 + 0.5 + 1 + 1) / 4)

@@ -199,6 +199,11 @@ def test_attended_position_is_the_weighted_cell_centre():
     weights = _softmax(RNG.normal(size=(3, 5, 4))).astype("float32")
     np.testing.assert_allclose(attended_position(weights, 4), weights @ CENTRES_2X2, atol=1e-6)
     np.testing.assert_allclose(attended_position(np.full((1, 9), 1 / 9, "float32"), 9), [[0.0, 0.0]], atol=1e-6)
+    # The radius: the weighted standard deviation of the cell centres.
+    mean = weights @ CENTRES_2X2
+    radius = np.sqrt(weights @ (CENTRES_2X2**2).sum(1) - (mean**2).sum(-1))
+    np.testing.assert_allclose(attended_position(weights, 4, spread=True), np.dstack([mean, radius]), atol=1e-3)
+    assert float(attended_position(np.eye(4, dtype="float32")[:1], 4, spread=True)[0, 2]) < 0.01  # one cell
     with pytest.raises(ValueError, match="square grid"):
         attended_position(weights, 6)
 
@@ -227,8 +232,9 @@ def test_positions_follow_the_attention_in_both_cell_poolings(tmp_path):
     slots.build((None, frames * cells, dim))
     slots.queries.assign(np.ones((1, dim), "float32"))
     slots.key_projection.set_weights([np.eye(dim, dtype="float32"), np.zeros(dim, "float32")])
-    x = np.asarray(slots(moving.reshape(1, frames * cells, dim)))[0, :, dim]
-    np.testing.assert_allclose(x, [-1.0, 1.0, 1.0], atol=1e-3)
+    where = np.asarray(slots(moving.reshape(1, frames * cells, dim)))[0, :, dim:]  # (frames, [x, y, radius])
+    np.testing.assert_allclose(where[:, 0], [-1.0, 1.0, 1.0], atol=1e-3)
+    np.testing.assert_allclose(where[:, 1:], [[-1.0, 0.0]] * frames, atol=1e-2)
 
 
 def test_slot_tracks_run_one_rnn_per_slot(tmp_path):

@@ -50,7 +50,7 @@ def test_frame_tokens_from_the_map_or_the_cells_with_or_without_positions(frame_
     names = {layer.name for layer in parts.video_tower.layers}
     assert ("frame_cell_summary" in names) == (frame_cell_dim > 0) and ("feature_norm" in names) == (not frame_cell_dim)
     slot_width = parts.video_tower.get_layer("slot_tracks").input.shape[-1]
-    assert slot_width == config.dim + 2 * cell_positions
+    assert slot_width == config.dim + 3 * cell_positions  # x, y, radius
     out = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)(_for(config, _inputs()))
     assert out["logits"].shape == (4, 3) and np.isfinite(out["similarity"].numpy()).all()
 

@@ -89,6 +89,16 @@ def test_staged_training_writes_a_reloadable_run(tiny_setup, tmp_path):
     assert set(results["test"]["retrieval"]) == {"text_to_video", "video_to_text"}
     for name in ("metrics.json", "metrics.md", "confusion_test.png", "recall.png", "training_curves.png"):
         assert (run / "eval" / name).exists(), name
+    # Captions that say the same thing: any clip of the group is also reported as a hit.
+    from kmm.eval.evaluate import evaluate_split
+
+    n = len(arrays["test"]["label_id"])
+    unique = dict(arrays["test"], caption_group=np.array([str(i).encode() for i in range(n)]))
+    assert "retrieval_groups" not in evaluate_split(parts, unique)
+    twins = dict(unique, caption_group=np.array([b"twins"] * 2 + [str(i).encode() for i in range(n - 2)]))
+    grouped = evaluate_split(parts, twins)["retrieval_groups"]["text_to_video"]
+    assert grouped["expected_R@1_ceiling"] == pytest.approx(100 * (n - 1) / n)
+    assert grouped["R@1"] >= results["test"]["retrieval"]["text_to_video"]["R@1"]
 
 
 def test_matching_head_trains_and_reranks_the_top_k(tiny_setup, tmp_path):
