@@ -68,7 +68,7 @@ def _cmd_quickstart(args):
     train_config = dataclasses.replace(QUICKSTART_TRAINING, epochs=epochs, batch_size=args.batch_size, seed=args.seed)
     if args.no_time_reversal:
         train_config = dataclasses.replace(train_config, time_reversal=())
-    # Twins scale with the batch (16 of 64), and neighbour batches replace them.
+    # Twins: 16 a batch, at most a quarter of it; neighbour batches replace them.
     pairs = args.reversal_pairs
     if pairs is None:
         pairs = min(train_config.reversal_pairs, args.batch_size // 4)
@@ -173,7 +173,7 @@ def build_parser():
 
     quick = sub.add_parser(
         "quickstart",
-        help="Offline end to end: encoders, kmm-shapes, features, training, evaluation, export (~13 min on 2 cores).",
+        help="Offline end to end: encoders, kmm-shapes, features, training, evaluation, export (12 to 15 min on 2 cores).",
     )
     quick.add_argument("--size", choices=["tiny", "small", "default"], default="default", help="kmm-shapes preset.")
     quick.add_argument("--model", choices=["tiny", "default"], default="default", help="Model preset.")

@@ -28,7 +28,9 @@ class ModelConfig:
     max_text_tokens: int = 16  # referring / classification text, tokens kept after the encoder
     max_caption_tokens: int = 32  # captions, for text_embedding="tokens"
     spatial_cells: int = 64  # cells per frame in the features (8x8 feature map); 1 = one vector per frame
-    motion_features: bool = True  # append frame-to-frame feature differences
+    # Append frame-to-frame feature differences to tokens projected from the raw features.
+    # Cell tokens (slots, text-guided pooling, frame tokens with frame_cell_dim > 0) always have them.
+    motion_features: bool = True
     # lstm / gru with spatial cells: each frame's token is projected from its cell tokens,
     # each cut to this many values (0: from the whole raw feature map, 14,336 values a frame;
     # 20% slower a step, no better: BENCHMARKS.md, fifth pass).

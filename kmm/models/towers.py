@@ -50,7 +50,8 @@ def build_video_tower(config, feature_dim):
     feature map) and become `t * cells` spatio-temporal tokens with learned positions, so
     attention can follow an object from cell to cell. `mean` / `max` pool each cell over
     time (order-blind by construction); `lstm` / `gru` run over one projected vector per
-    frame (the flattened map: where things are, and what changed since the last frame);
+    frame (from the frame's cell tokens with `frame_cell_dim > 0`, else from the flattened
+    map: where things are, and what changed since the last frame);
     `transformer` attends over all `t * cells` tokens.
 
     `video_embedding` (retrieval): `temporal` projects the temporal model's pooled vector;
@@ -66,27 +67,12 @@ def build_video_tower(config, feature_dim):
         raise ValueError(f"feature_dim {feature_dim} is not divisible by spatial_cells {config.spatial_cells}")
     # === Layers ===
     slots = config.video_embedding == "slots" and "retrieval" in config.tasks
-    needs_cells = uses_video_cells(config) or slots
-    cell_tokens = _cell_tokens(features, config, feature_dim) if needs_cells or _frames_from_cells(config) else None
-    x = features
-    if _frames_from_cells(config):
-        # Each frame's token from its cell tokens (each cut to a few values, kept in place):
-        # the same "what is where, and what changed" as projecting the whole feature map,
-        # at a fraction of the cost.
-        x = keras.layers.Dense(config.frame_cell_dim, name="frame_cell_summary")(cell_tokens)
-        x = keras.layers.Reshape((config.num_frames, config.spatial_cells * config.frame_cell_dim), name="frames")(x)
-        x = keras.layers.Dense(config.dim, name="frame_projection")(x)
-        x = keras.layers.LayerNormalization(epsilon=1e-6, name="token_norm")(x)
-        x = keras.layers.Dropout(config.dropout)(x)
-    elif cells > 1:
-        x = keras.layers.Reshape((config.num_frames * cells, feature_dim // cells), name="cells")(x)
-    if not _frames_from_cells(config):
-        x = keras.layers.LayerNormalization(epsilon=1e-6, name="feature_norm")(x)
-        if config.motion_features and config.temporal not in ("mean", "max"):
-            x = TemporalDifference(cells, name="motion")(x)  # (b, t * cells, 2 * c)
-        x = keras.layers.Dense(config.dim, name="cell_projection" if cells > 1 else "frame_projection")(x)
-        x = keras.layers.LayerNormalization(epsilon=1e-6, name="token_norm")(x)
-        x = keras.layers.Dropout(config.dropout)(x)
+    from_cells = _frames_from_cells(config)
+    # Cell tokens (with motion), shared by text-guided pooling, the slots and the frame tokens.
+    cell_tokens = (
+        _cell_tokens(features, config, feature_dim) if uses_video_cells(config) or slots or from_cells else None
+    )
+    x = _frame_tokens(cell_tokens, config) if from_cells else _feature_tokens(features, config, feature_dim, cells)
     if config.temporal in ("mean", "max") and cells > 1:
         per_cell = CellTemporalPooling(config.temporal, cells, name="temporal_pooling")(x)  # (b, cells, dim)
         tokens = PositionEmbedding(cells, name="cell_position")(per_cell)
@@ -123,6 +109,30 @@ def _frames_from_cells(config):
     return config.frame_cell_dim > 0 and config.temporal in ("lstm", "gru") and config.spatial_cells > 1
 
 
+def _frame_tokens(cell_tokens, config):
+    """One token a frame from its cell tokens, each cut to `frame_cell_dim` values and kept in
+    place: the same "what is where, and what changed" as projecting the whole feature map, at
+    a fraction of the cost."""
+    x = keras.layers.Dense(config.frame_cell_dim, name="frame_cell_summary")(cell_tokens)
+    x = keras.layers.Reshape((config.num_frames, config.spatial_cells * config.frame_cell_dim), name="frames")(x)
+    x = keras.layers.Dense(config.dim, name="frame_projection")(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="token_norm")(x)
+    return keras.layers.Dropout(config.dropout)(x)
+
+
+def _feature_tokens(features, config, feature_dim, cells):
+    """Tokens projected from the raw features: `cells` per frame (1: the whole flattened map)."""
+    x = features
+    if cells > 1:
+        x = keras.layers.Reshape((config.num_frames * cells, feature_dim // cells), name="cells")(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="feature_norm")(x)
+    if config.motion_features and config.temporal not in ("mean", "max"):
+        x = TemporalDifference(cells, name="motion")(x)  # (b, t * cells, 2 * c)
+    x = keras.layers.Dense(config.dim, name="cell_projection" if cells > 1 else "frame_projection")(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="token_norm")(x)
+    return keras.layers.Dropout(config.dropout)(x)
+
+
 def uses_video_pooled(config):
     """Whether the classification head takes the video tower's pooled vector."""
     return "classification" in config.tasks and config.fusion in ("none", "concat")
@@ -150,7 +160,7 @@ def _slot_embedding(cell_tokens, config):
     # sees motion without a difference of its own (measured: adding one changed nothing).
     x = SlotPooling(frames, config.spatial_cells, config.slots, config.cell_positions, name="slot_pooling")(
         cell_tokens
-    )  # (b, t * slots, dim [+ 2])
+    )  # (b, t * slots, dim [+ 3: x, y, radius])
     x = SlotTracks(frames, config.slots, dim, name="slot_tracks")(x)  # (b, slots, dim)
     x = keras.layers.Dropout(config.dropout)(x)
     x = keras.layers.Flatten(name="slot_concat")(x)

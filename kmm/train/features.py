@@ -276,11 +276,11 @@ def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time
     reversed_captions = reversed_caption_inputs(arrays, config) if time_reversal else {}
     if reversed_captions and reversed_groups is None:  # captions cached, their groups not: one each
         reversed_groups = n + np.arange(n, dtype=np.float32)
-    if reversed_captions:  # twins: clips whose reversed caption is another group
-        changes = reversed_groups != groups
-    else:
-        changes = reversed_ids[labels] != labels if time_reversal else reversible
-    batches = _IndexBatches(n, batch_size, seed, table, neighbours, reversible, reversal_pairs, reversible & changes)
+    twin_worthy = None
+    if reversal_pairs:  # clips whose reversal says something else: another caption group, else another label
+        changes = reversed_groups != groups if reversed_captions else reversed_ids[labels] != labels
+        twin_worthy = reversible & changes
+    batches = _IndexBatches(n, batch_size, seed, table, neighbours, reversible, reversal_pairs, twin_worthy)
     data = {
         "inputs": inputs, "reversed": reversed_captions, "labels": labels, "groups": groups,
         "reversed_labels": reversed_ids[labels].astype(labels.dtype) if time_reversal else labels,
