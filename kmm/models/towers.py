@@ -120,12 +120,24 @@ def _frame_tokens(cell_tokens, config):
     return keras.layers.Dropout(config.dropout)(x)
 
 
+def _feature_norm(name):
+    """Normalizes the frozen encoder's features; its scale and shift stay at 1 and 0.
+
+    The Dense layer after it (through the frame difference, which is linear) can learn any
+    scale and shift itself, so training them adds nothing the model can express. Left
+    fixed, nothing below this layer has a gradient to compute in stage 1, and the backward
+    pass stops here: 12% of a training step of the default model (`benchmarks/training_step.py`).
+    Weights saved before this was fixed load as they were.
+    """
+    return keras.layers.LayerNormalization(epsilon=1e-6, trainable=False, name=name)
+
+
 def _feature_tokens(features, config, feature_dim, cells):
     """Tokens projected from the raw features: `cells` per frame (1: the whole flattened map)."""
     x = features
     if cells > 1:
         x = keras.layers.Reshape((config.num_frames * cells, feature_dim // cells), name="cells")(x)
-    x = keras.layers.LayerNormalization(epsilon=1e-6, name="feature_norm")(x)
+    x = _feature_norm("feature_norm")(x)
     if config.motion_features and config.temporal not in ("mean", "max"):
         x = TemporalDifference(cells, name="motion")(x)  # (b, t * cells, 2 * c)
     x = keras.layers.Dense(config.dim, name="cell_projection" if cells > 1 else "frame_projection")(x)
@@ -147,7 +159,7 @@ def _cell_tokens(features, config, feature_dim):
     """Per-cell tokens `(b, t * cells, dim)` with frame differences, for text-guided pooling."""
     cells = config.spatial_cells
     x = keras.layers.Reshape((config.num_frames * cells, feature_dim // cells), name="guided_cells")(features)
-    x = keras.layers.LayerNormalization(epsilon=1e-6, name="guided_feature_norm")(x)
+    x = _feature_norm("guided_feature_norm")(x)
     x = TemporalDifference(cells, name="guided_motion")(x)
     x = keras.layers.Dense(config.dim, name="guided_cell_projection")(x)
     return keras.layers.LayerNormalization(epsilon=1e-6, name="guided_cell_norm")(x)

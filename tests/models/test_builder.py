@@ -55,6 +55,29 @@ def test_frame_tokens_from_the_map_or_the_cells_with_or_without_positions(frame_
     assert out["logits"].shape == (4, 3) and np.isfinite(out["similarity"].numpy()).all()
 
 
+@pytest.mark.parametrize("frame_cell_dim", [0, 4])
+def test_feature_norm_is_fixed_but_saved_weights_still_load(frame_cell_dim, tmp_path):
+    config = PRESETS["tiny"].replace(labels=LABELS, frame_cell_dim=frame_cell_dim)
+    parts = build_parts(config, FEATURE_DIM, TEXT_DIM)
+    model = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)
+    norms = [layer for layer in parts.video_tower.layers if layer.name.endswith("feature_norm")]
+    assert norms and all(not n.trainable and len(n.weights) == 2 for n in norms)
+    trainable = {id(w) for w in model.trainable_weights}
+    assert not [w for n in norms for w in n.weights if id(w) in trainable]
+    # A model trained before the norm was fixed saved a scale and shift: they load and count.
+    x = _for(config, _inputs())
+    before = model(x)["similarity"].numpy()
+    for n in norms:
+        n.gamma.assign(n.gamma * 3.0)
+        n.beta.assign(n.beta + 0.5)
+    model.save_weights(tmp_path / "trained.weights.h5")
+    rebuilt = build_feature_model(build_parts(config, FEATURE_DIM, TEXT_DIM), FEATURE_DIM, TEXT_DIM)
+    rebuilt.load_weights(tmp_path / "trained.weights.h5")
+    after = rebuilt(x)["similarity"].numpy()
+    np.testing.assert_allclose(after, model(x)["similarity"].numpy(), atol=1e-5)
+    assert not np.allclose(after, before, atol=1e-3)
+
+
 @pytest.mark.parametrize("video_embedding, text_embedding", list(itertools.product(VIDEO_EMBEDDINGS, TEXT_EMBEDDINGS)))
 def test_every_retrieval_option_builds_and_ranks(video_embedding, text_embedding, tmp_path):
     config = PRESETS["tiny"].replace(labels=LABELS, video_embedding=video_embedding, text_embedding=text_embedding)
