@@ -7,9 +7,9 @@ PyTorch port's `Conv2dStaticSamePadding` computes.
 For inference, `build_efficientnet_lite(config, batch_norm=False)` builds the same network
 with each batch normalization folded into the convolution before it (a kernel scale and a
 bias); `load_efficientnet_pytorch_weights` folds the checkpoint's statistics into it. Same
-outputs (relative difference about 1e-6), about half the time on CPU: a convolution with a
-bias and ReLU6 is one fused oneDNN op, a Keras `BatchNormalization` is four elementwise
-passes over the activations (`benchmarks/frame_encoder.py`).
+outputs (within 1e-4; values reach 27), 42% of the time on CPU
+(`benchmarks/frame_encoder.py`): a convolution with a bias and ReLU6 can run as one fused
+op, while a separate batch normalization makes extra passes over every activation.
 """
 
 import dataclasses

@@ -126,7 +126,7 @@ def _feature_norm(name):
     The Dense layer after it (through the frame difference, which is linear) can learn any
     scale and shift itself, so training them adds nothing the model can express. Left
     fixed, nothing below this layer has a gradient to compute in stage 1, and the backward
-    pass stops here: 12% of a training step of the default model (`benchmarks/training_step.py`).
+    pass stops here: 16% of a training step of the default model (`benchmarks/training_step.py`).
     Weights saved before this was fixed load as they were.
     """
     return keras.layers.LayerNormalization(epsilon=1e-6, trainable=False, name=name)
