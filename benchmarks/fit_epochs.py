@@ -39,9 +39,9 @@ BATCH, PAIRS = 64, 16
 class EpochClock(keras.callbacks.Callback):
     """Per epoch: wall s, s inside `train_function` calls, s before the first step."""
 
-    def __init__(self):
+    def __init__(self, variant):
         super().__init__()
-        self.rows = []
+        self.variant, self.rows = variant, []
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start, self.in_steps, self.stall = time.perf_counter(), 0.0, None
@@ -78,8 +78,7 @@ def main():
         steps = int(ds.cardinality())
         model = build_feature_model(build_parts(config, feature_dim, text_dim), feature_dim, text_dim)
         view = _compile(model, config, 2e-3, 1e-4, args.epochs * steps)
-        clock = EpochClock()
-        clock.variant = variant
+        clock = EpochClock(variant)
         if variant == "one iterator":
             view.fit(ds.repeat(), steps_per_epoch=steps, epochs=args.epochs, verbose=0, callbacks=[clock])
         else:

@@ -173,7 +173,7 @@ def build_parser():
 
     quick = sub.add_parser(
         "quickstart",
-        help="Offline end to end: encoders, kmm-shapes, features, training, evaluation, export (12 to 15 min on 2 cores).",
+        help="Offline end to end: encoders, kmm-shapes, features, training, evaluation, export (about 12.5 min on 2 cores).",
     )
     quick.add_argument("--size", choices=["tiny", "small", "default"], default="default", help="kmm-shapes preset.")
     quick.add_argument("--model", choices=["tiny", "default"], default="default", help="Model preset.")

@@ -136,9 +136,9 @@ def train_on_features(config, train_arrays, val_arrays, train_config, run_dir, v
     )
     # One iterator for the whole fit (`repeat` + `steps_per_epoch`; the batches' generator
     # reshuffles at each repetition, as it did for each epoch). `fit` re-creates a finite
-    # dataset's iterator every epoch, and with the feature arrays held in the pipeline about
-    # every other re-creation stalled 17 to 18 s on this machine: 40% of the quickstart's
-    # training time (BENCHMARKS.md, sixth pass).
+    # dataset's iterator every epoch, and with the feature arrays held in the pipeline many
+    # of those re-creations stalled 17 to 19 s on this machine (10 of 17 epochs in one run:
+    # a quarter of its training time; BENCHMARKS.md, sixth pass).
     history = view.fit(
         train_ds.repeat(), steps_per_epoch=per_epoch, validation_data=val_ds, epochs=train_config.epochs,
         verbose=verbose, callbacks=_callbacks(run_dir, parts, val_arrays, train_config, "stage1"),

@@ -72,7 +72,7 @@ def test_folded_network_matches_batch_norm_network():
 def test_folding_uses_the_statistics():
     """A folded load that ignored the running statistics would not match (guards the test above)."""
     state = _random_state(SMALL, np.random.default_rng(0))
-    plain = {k: v for k, v in state.items()}
+    plain = dict(state)
     for key in state:
         if key.endswith(".running_var"):
             plain[key] = np.ones_like(state[key])
