@@ -7,11 +7,14 @@ model folder, newest version), `http://host:8501` (TF Serving REST) or `grpc://h
 from pathlib import Path
 
 DEFAULT_BASE = "saved_models"
-DEFAULT_NAME = "kmm"
+DEFAULT_NAME = "kmm"  # a trained run's export
+PRETRAINED_NAME = "kinetics"  # `kmm export --pretrained kinetics`: real videos, no training
 
 
 def _default_model():
-    return str(Path(DEFAULT_BASE) / DEFAULT_NAME)
+    """The Kinetics model (real videos) when it was exported, else the trained `kmm` model."""
+    pretrained = Path(DEFAULT_BASE) / PRETRAINED_NAME
+    return str(pretrained if pretrained.is_dir() else Path(DEFAULT_BASE) / DEFAULT_NAME)
 
 
 def _client(args):
@@ -21,13 +24,46 @@ def _client(args):
 
 
 def _cmd_export(args):
-    from kmm.serving.from_run import export_run
+    if (args.run_dir is None) == (args.pretrained is None):
+        raise SystemExit("kmm export: give a RUN_DIR or --pretrained kinetics (not both).")
+    if args.pretrained:
+        path = _export_pretrained(args)
+    else:
+        from kmm.serving.from_run import export_run
 
-    split = None if args.no_gallery else args.gallery_split
-    path = export_run(args.run_dir, args.base_dir, args.name, split, args.k, args.towers, log=print)
+        split = None if args.no_gallery else args.gallery_split
+        path = export_run(args.run_dir, args.base_dir, args.name or DEFAULT_NAME, split, args.k, args.towers, log=print)
     print(f"TF Serving: serve {Path(args.base_dir).resolve()} (see {args.base_dir}/models.config); "
           f"try: kmm classify VIDEO --model {path.parent}")  # fmt: skip
     return 0
+
+
+def _export_pretrained(args):
+    from kmm.data.report import DataReport
+    from kmm.pretrained.kinetics import export_kinetics
+
+    if args.no_gallery:
+        videos = ids = captions = None
+    elif args.videos:
+        from kmm.serving.index import find_videos
+
+        videos = find_videos(args.videos)
+        if not videos:
+            raise FileNotFoundError(f"{args.videos}: no video files found.")
+        ids, captions = [str(v.relative_to(args.videos)) for v in videos], None
+    else:
+        from kmm.data.manifest import read_manifest
+        from kmm.data.samples import fetch_samples
+
+        rows = read_manifest(fetch_samples())
+        videos, ids, captions = [r.video for r in rows], [Path(r.video).name for r in rows], [r.caption for r in rows]
+    report = DataReport()
+    path = export_kinetics(args.base_dir, args.name or PRETRAINED_NAME, videos, ids, captions, args.k, report, print)
+    if videos:
+        print(report.summary())
+        for skip in report.skipped:
+            print(f"  skipped {skip.video}: {skip.detail}")
+    return path
 
 
 def _cmd_classify(args):
@@ -115,7 +151,7 @@ def _cmd_demo(args):
 def add_model_arguments(parser):
     parser.add_argument("--model", default=_default_model(),
                         help="Local export folder, http://host:8501 (TF Serving REST) or grpc://host:8500 "
-                        f"(default: {_default_model()}).")  # fmt: skip
+                        "(default: saved_models/kinetics when it exists, else saved_models/kmm).")  # fmt: skip
     parser.add_argument("--name", default=DEFAULT_NAME, help="Model name on TF Serving (default: kmm).")
     parser.add_argument("--version", help="Model version (default: the newest).")
 
@@ -123,16 +159,21 @@ def add_model_arguments(parser):
 def add_serving_commands(sub):
     export = sub.add_parser(
         "export",
-        help="Export a trained run as a TF Serving SavedModel: saved_models/<name>/<version>/.",
-        description="Writes the next free version atomically, with the signatures serving_default, "
+        help="Export a trained run, or the pretrained Kinetics model, as a TF Serving SavedModel.",
+        description="Writes saved_models/<name>/<next version>/ atomically, with the signatures serving_default, "
         "classify_jpeg, embed_video, embed_text and search (over a gallery), warmup requests, "
-        "assets/kmm.json, and models.config / batching.config next to it.",
+        "assets/kmm.json, and models.config / batching.config next to it. "
+        "`--pretrained kinetics` needs no training: I3D's Kinetics-400 classes for real videos, and "
+        "zero-shot text -> video search (class probabilities spread over MiniLM embeddings of the class names).",
     )
-    export.add_argument("run_dir", help="A run folder from `kmm train` or `kmm quickstart`.")
+    export.add_argument("run_dir", nargs="?", help="A run folder from `kmm train` or `kmm quickstart`.")
+    export.add_argument("--pretrained", choices=[PRETRAINED_NAME], help="Export a pretrained model instead of a run.")
+    export.add_argument("--videos", help="With --pretrained: a folder of videos for the search gallery "
+                        "(default: the real sample videos).")  # fmt: skip
     export.add_argument(
         "--base-dir", default=DEFAULT_BASE, help="TF Serving model base folder (default: saved_models)."
     )
-    export.add_argument("--name", default=DEFAULT_NAME, help="Model name (default: kmm).")
+    export.add_argument("--name", help="Model name (default: kmm for a run, kinetics for --pretrained kinetics).")
     export.add_argument("--gallery-split", default="test", help="Split whose clips the `search` signature ranks.")
     export.add_argument("--no-gallery", action="store_true", help="No gallery, no `search` signature.")
     export.add_argument("-k", type=int, default=10, help="Results per `search` query (default: 10).")

@@ -136,6 +136,31 @@ def _signatures(models, config, gallery_embeddings, gallery_ids, k):
     return fns
 
 
+def serving_root(models, config, keras_model, gallery=None, k=10):
+    """A trackable root with `keras_model`'s variables and the signatures of `_signatures`.
+
+    Returns `(root, fns, signatures, k)`: `fns` maps each signature name to its Python
+    function and input specs, `signatures` to its concrete function; `k` is capped at the
+    gallery size.
+    """
+    root = tf.train.Checkpoint()
+    root.variables = [w.value for w in keras_model.weights]
+    weight_ids = {id(v) for v in root.variables}
+    root.rng_state = [v.value for v in keras_model.variables if id(v.value) not in weight_ids]
+    gallery_embeddings, ids, k = None, None, int(k)
+    if gallery is not None:
+        root.gallery_embeddings = gallery_embeddings = tf.Variable(gallery.embeddings, trainable=False, name="gallery")
+        ids = tf.constant([str(i) for i in gallery.ids])
+        k = min(k, len(gallery.ids))
+    fns = _signatures(models, config, gallery_embeddings, ids, k)
+    signatures = {}
+    for signature, (fn, spec) in fns.items():
+        function = tf.function(fn, input_signature=spec, autograph=False)
+        setattr(root, signature, function)
+        signatures[signature] = function.get_concrete_function()
+    return root, fns, signatures, k
+
+
 def _metadata(config, signatures, gallery, k, metrics, name, version):
     return {
         "kmm_version": kmm.__version__,
@@ -183,7 +208,6 @@ def export_model(parts, base_dir="saved_models", name="kmm", gallery=None, k=10,
     '1'
     """
     from kmm.models.builder import build_end_to_end
-    from kmm.serving.warmup import write_serving_configs, write_warmup_requests
 
     config = parts.config
     if gallery is not None and parts.text_tower is None:
@@ -192,21 +216,33 @@ def export_model(parts, base_dir="saved_models", name="kmm", gallery=None, k=10,
     # A plain trackable root holding the tf.Variables themselves. (keras.export.ExportArchive
     # tracks the keras.Variable wrappers, and the TF-Hub modules' variables were saved twice:
     # 225 MB instead of 115 MB.)
-    root = tf.train.Checkpoint()
-    root.variables = [w.value for w in models.trainer.weights]
-    weight_ids = {id(v) for v in root.variables}
-    root.rng_state = [v.value for v in models.trainer.variables if id(v.value) not in weight_ids]
-    gallery_embeddings, ids, k = None, None, int(k)
-    if gallery is not None:
-        root.gallery_embeddings = gallery_embeddings = tf.Variable(gallery.embeddings, trainable=False, name="gallery")
-        ids = tf.constant([str(i) for i in gallery.ids])
-        k = min(k, len(gallery.ids))
-    fns = _signatures(models, config, gallery_embeddings, ids, k)
-    signatures = {}
-    for signature, (fn, spec) in fns.items():
-        function = tf.function(fn, input_signature=spec, autograph=False)
-        setattr(root, signature, function)
-        signatures[signature] = function.get_concrete_function()
+    root, fns, signatures, k = serving_root(models, config, models.trainer, gallery, k)
+    meta = _metadata(config, fns, gallery, k, metrics, name, version=None)
+    return write_export(root, signatures, meta, base_dir, name, gallery=gallery, extra_files=extra_files,
+                        warmup_inputs=({s: [x.name for x in spec] for s, (_, spec) in fns.items()} if warmup else None),
+                        warmup_config=config, log=log)  # fmt: skip
+
+
+def write_export(root, signatures, meta, base_dir, name, gallery=None, extra_files=None, warmup_inputs=None,
+                 warmup_config=None, log=None):  # fmt: skip
+    """Saves `root` with `signatures` as `base_dir/name/<next version>/`; returns that path.
+
+    The SavedModel, `assets/kmm.json` (`meta`, with its `version` filled in),
+    `assets/gallery.json`, `extra_files` and the warmup requests are all written into a
+    temporary folder that is renamed into place, so a TF Serving watching
+    `base_dir/name` never sees a half-written version.
+
+    Args:
+        root: trackable object holding the variables the signatures use.
+        signatures: dict of name -> concrete function.
+        meta: dict. Written to `assets/kmm.json`.
+        gallery: `Gallery` or None. Its details go to `assets/gallery.json`.
+        extra_files: dict or None. `{path inside the export: source file}`.
+        warmup_inputs: dict or None. `{signature: input names}` for
+            `assets.extra/tf_serving_warmup_requests` (needs `warmup_config`'s `num_frames`
+            and `frame_size`); None writes none.
+    """
+    from kmm.serving.warmup import write_serving_configs, write_warmup_requests
 
     model_dir = Path(base_dir) / name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -214,7 +250,7 @@ def export_model(parts, base_dir="saved_models", name="kmm", gallery=None, k=10,
     try:
         tf.saved_model.save(root, str(tmp), signatures=signatures)
         version = next_version(model_dir)
-        meta = _metadata(config, fns, gallery, k, metrics, name, version)
+        meta = {**meta, "version": version}
         (tmp / "assets").mkdir(exist_ok=True)
         (tmp / "assets" / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
         if gallery is not None:
@@ -223,8 +259,8 @@ def export_model(parts, base_dir="saved_models", name="kmm", gallery=None, k=10,
         for relative, source in (extra_files or {}).items():
             (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, tmp / relative)
-        if warmup:
-            write_warmup_requests(tmp, name, {s: [x.name for x in spec] for s, (_, spec) in fns.items()}, config)
+        if warmup_inputs:
+            write_warmup_requests(tmp, name, warmup_inputs, warmup_config)
         # Another export may have claimed the number meanwhile: take the next free one.
         while True:
             target = model_dir / str(version)
@@ -241,7 +277,7 @@ def export_model(parts, base_dir="saved_models", name="kmm", gallery=None, k=10,
         shutil.rmtree(tmp, ignore_errors=True)
     write_serving_configs(base_dir)
     if log:
-        log(f"exported {target} (signatures: {', '.join(sorted(fns))})")
+        log(f"exported {target} (signatures: {', '.join(sorted(signatures))})")
     return target
 
 

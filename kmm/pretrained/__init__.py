@@ -1,0 +1,1 @@
+"""Pretrained models that need no training (zero-shot)."""
