@@ -106,8 +106,8 @@ def text_side(text, labels, results):
 
 
 def video_side(models, config, text, results):
-    from kmm.data.samples import fetch_samples
     from kmm.data.manifest import read_manifest
+    from kmm.data.samples import fetch_samples
     from kmm.serving.index import clip_frames
 
     rows = read_manifest(fetch_samples())
