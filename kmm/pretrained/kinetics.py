@@ -101,7 +101,10 @@ class KineticsModels:
         """As a trained classifier's outputs; I3D does not read text, so attention is uniform."""
         probabilities = self.video_probabilities(inputs[specs.FRAMES], training=training)
         batch = tf.shape(probabilities)[0]
-        return {"probabilities": probabilities, "frame_attention": tf.fill([batch, self.num_frames], 1 / self.num_frames)}
+        return {
+            "probabilities": probabilities,
+            "frame_attention": tf.fill([batch, self.num_frames], 1 / self.num_frames),
+        }
 
 
 def build_kinetics(num_frames=NUM_FRAMES, prompts=PROMPTS):

@@ -178,9 +178,7 @@ def test_fit_images_matches_the_training_resize():
     assert np.abs(enlarged - fit_frame(image, 120).astype(int)).mean() < 2  # bilinear both sides
 
 
-@pytest.mark.parametrize(
-    "signature, inputs, message",
-    [
+BAD_INPUTS = [
         ("embed_video", {"frames": np.zeros((2, 4, 32, 32), np.uint8)}, "got rank != 5"),
         ("embed_video", {"frames": np.zeros((0, 4, 32, 32, 3), np.uint8)}, "got an empty batch"),
         ("embed_video", {"frames": np.zeros((1, 0, 32, 32, 3), np.uint8)}, "got T = 0 frames"),
@@ -192,8 +190,10 @@ def test_fit_images_matches_the_training_resize():
         ("classify_jpeg", {"jpeg_frames": np.array([b"a", b"b"], dtype=object), "text": np.array([b"", b""], dtype=object)}, "`jpeg_frames` must be"),
         ("classify_jpeg", {"jpeg_frames": np.array([[b"not an image"]], dtype=object), "text": np.array([b""], dtype=object)}, "image"),
         ("serving_default", {"frames": np.zeros((2, 4, 32, 32, 3), np.uint8), "text": np.array([b""], dtype=object)}, "same batch size"),
-    ],
-)  # fmt: skip
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("signature, inputs, message", BAD_INPUTS)
 def test_bad_input_is_an_invalid_argument_that_says_what_was_expected(exported, signature, inputs, message):
     client = LocalClient(exported[1])
     with pytest.raises(ServingError) as info:

@@ -1,0 +1,130 @@
+"""The pretrained Kinetics export: the same serving kit and checks as a trained export, on real clips."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kmm.serving.client import LocalClient, ServingError
+from kmm.serving.export import read_gallery, read_metadata
+from kmm.serving.index import clip_frames
+from kmm.serving.warmup import read_warmup_requests
+from tests.serving.test_export import BAD_INPUTS, FRESH, SIGNATURES, servable_ops
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def kinetics(real_encoders, tmp_path_factory):
+    """`(models, config, export path, sample rows)`: the Kinetics model, the samples as its gallery."""
+    from kmm.data.manifest import read_manifest
+    from kmm.data.samples import fetch_samples
+    from kmm.pretrained.kinetics import build_kinetics, export_kinetics
+
+    rows = read_manifest(fetch_samples(tmp_path_factory.mktemp("samples")))
+    base = tmp_path_factory.mktemp("saved_models")
+    path = export_kinetics(base, videos=[r.video for r in rows], ids=[Path(r.video).name for r in rows],
+                           captions=[r.caption for r in rows], progress=False)  # fmt: skip
+    models, config = build_kinetics()
+    return models, config, path, rows
+
+
+def _clip(rows, name, config):
+    video = next(r.video for r in rows if Path(r.video).name == name)
+    return clip_frames(video, config.num_frames, config.frame_size)
+
+
+def test_layout_metadata_and_serving_configs(kinetics):
+    _, config, path, rows = kinetics
+    assert path.parent.name == "kinetics" and path.name == "1"
+    meta = read_metadata(path)
+    assert len(meta["labels"]) == 400 and meta["labels"][0] == "abseiling"
+    assert (meta["num_frames"], meta["frame_size"]) == (32, 224)
+    assert set(meta["signatures"]) == SIGNATURES and meta["kind"] == "pretrained"
+    assert meta["gallery"] == {"size": len(rows), "k": len(rows)}
+    assert read_gallery(path)["ids"] == [Path(r.video).name for r in rows]
+    assert "name: 'kinetics'" in (path.parent.parent / "models.config").read_text()
+
+
+def test_real_videos_get_kinetics_labels_and_text_finds_them(kinetics):
+    _, config, path, rows = kinetics
+    client = LocalClient(path)
+    bunny = _clip(rows, "bigbuckbunny.mp4", config)
+    out = client.classify(bunny[None])
+    assert out["labels"][0][0] == b"feeding birds" and out["scores"][0][0] > 0.9
+    np.testing.assert_allclose(out["frame_attention"], np.full((1, 32), 1 / 32), atol=1e-6)  # no text attention
+    # Paraphrases, not the class name, find the right clip among the samples.
+    found = client.search(["a bird pecking at seeds on the ground", "cars and bikes on a city street"])
+    assert [ids[0] for ids in found["ids"]] == [b"bigbuckbunny.mp4", b"bikes.mp4"]
+    assert found["scores"][0][0] > found["scores"][0][1]
+
+
+def test_only_core_tensorflow_and_tf_text_ops(kinetics):
+    unknown, python_ops, text_ops = servable_ops(kinetics[2])
+    assert not unknown and not python_ops
+    assert any("Wordpiece" in op for op in text_ops)
+
+
+def test_every_signature_in_a_fresh_process_matches_keras(kinetics, tmp_path):
+    models, config, path, rows = kinetics
+    frames = np.stack([_clip(rows, "bikes.mp4", config), _clip(rows, "carphone_pristine.mp4", config)])
+    text = np.array([b"people riding bicycles on a street", b""], dtype=object)
+    jpeg = np.array([[tf.io.encode_png(f).numpy() for f in clip] for clip in frames], dtype=object)
+    np.savez(tmp_path / "in.npz", frames=frames, text=text, jpeg=jpeg)
+    args = [sys.executable, "-c", FRESH, str(path), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert "FRESH OK" in result.stdout, result.stderr[-3000:]
+    out = dict(np.load(tmp_path / "out.npz", allow_pickle=True))
+    probabilities = models.video_probabilities(tf.constant(frames)).numpy()
+    np.testing.assert_allclose(out["classify_probabilities"], probabilities, atol=1e-5)
+    np.testing.assert_allclose(out["jpeg_probabilities"], probabilities, atol=1e-5)  # PNG is lossless
+    labels = np.array(config.labels)
+    top = np.argsort(-probabilities, axis=1)[:, :5]
+    assert out["classify_labels"].astype(str).tolist() == labels[top].tolist()
+    video = models.video_embedder(tf.constant(frames)).numpy()
+    np.testing.assert_allclose(out["video"], video, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(out["video"], axis=1), 1, atol=1e-5)
+    text_embedding = models.text_embedder(tf.constant(text)).numpy()
+    np.testing.assert_allclose(out["text"], text_embedding, atol=1e-5)
+    gallery = {r: video for r, video in zip(read_gallery(path)["ids"], LocalClient(path).embed_video(
+        np.stack([_clip(rows, Path(r.video).name, config) for r in rows])), strict=True)}  # fmt: skip
+    for query, ids, scores in zip(text_embedding, out["ids"], out["scores"], strict=True):
+        expected = sorted(gallery, key=lambda i: -float(query @ gallery[i]))
+        assert [i.decode() for i in ids] == expected
+        np.testing.assert_allclose(scores, [query @ gallery[i] for i in expected], atol=1e-5)
+
+
+def test_any_number_of_frames_and_any_size(kinetics):
+    _, _, path, rows = kinetics
+    client = LocalClient(path)
+    from kmm.data.video_io import read_frames
+
+    native = read_frames(next(r.video for r in rows if r.video.endswith("bikes.mp4")), [0, 50, 100])  # 640 x 272
+    assert native.shape[1:] == (272, 640, 3)
+    for frames in (native[None], native[None, :1]):
+        out = client.embed_video(frames)
+        assert out.shape == (1, 384) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("signature, inputs, message", BAD_INPUTS)
+def test_bad_input_is_an_invalid_argument(kinetics, signature, inputs, message):
+    with pytest.raises(ServingError) as info:
+        LocalClient(kinetics[2]).predict(signature, inputs)
+    assert message.lower() in str(info.value).lower(), str(info.value)
+
+
+def test_warmup_requests_replay_against_the_export(kinetics):
+    path = kinetics[2]
+    by_signature = {}
+    for log in read_warmup_requests(path):
+        request = log.predict_log.request
+        assert request.model_spec.name == "kinetics"
+        by_signature.setdefault(request.model_spec.signature_name, []).append(request)
+    assert set(by_signature) == SIGNATURES
+    loaded = tf.saved_model.load(str(path))
+    for name, requests in by_signature.items():
+        inputs = {k: tf.make_ndarray(v) for k, v in requests[0].inputs.items()}
+        assert all(v.shape[0] == 1 for v in loaded.signatures[name](**inputs).values())
