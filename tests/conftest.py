@@ -30,15 +30,19 @@ def tiny_encoders(kmm_home):
 
 @pytest.fixture(scope="session")
 def real_encoders(kmm_home):
-    """The pretrained `kmm://minilm-l6` and `kmm://efficientnet-lite0` (about 10 s, 110 MB)."""
+    """The pretrained `kmm://minilm-l6`, `kmm://efficientnet-lite0` and `kmm://i3d-kinetics-400` (about 15 s, 160 MB)."""
     from kmm.encoders.builtin import PRETRAINED, build_encoders
 
     return build_encoders(PRETRAINED, progress=False)
 
 
 @pytest.fixture(scope="session")
-def tiny_quickstart(tiny_encoders, tmp_path_factory):
-    """`kmm quickstart --size tiny --model tiny --epochs 1` once: `(run_dir, export model dir)`."""
+def tiny_quickstart(tiny_encoders, real_encoders, tmp_path_factory):
+    """`kmm quickstart --size tiny --model tiny --epochs 1` once: `(run_dir, export model dir)`.
+
+    Like the real quickstart, it also exports the pretrained Kinetics model next to it
+    (`saved_models/kinetics`).
+    """
     from kmm.data.synth import vocab
     from kmm.quickstart import run_quickstart
     from kmm.train.trainer import TrainConfig

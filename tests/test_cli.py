@@ -47,13 +47,15 @@ def test_quickstart_with_the_matching_head_reports_the_reranked_retrieval(tiny_e
     import json
 
     argv = ["quickstart", "--size", "tiny", "--model", "tiny", "--epochs", "1", "--batch-size", "8", "--matching",
-            "--neighbours", "2", "--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "saved_models")]  # fmt: skip
+            "--neighbours", "2", "--no-pretrained", "--run-dir", str(tmp_path / "run"),
+            "--export-dir", str(tmp_path / "saved_models")]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "| test, top-10 re-ranked | 8 |" in out
     metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
     assert metrics["test"]["retrieval_reranked"]["top_k"] == 10
     run = json.loads((tmp_path / "run" / "quickstart.json").read_text())
+    assert run["kinetics_export"] is None and not (tmp_path / "saved_models" / "kinetics").exists()
     assert run["train"]["time_reversal"], "the quickstart plays clips backwards by default"
     assert run["train"]["neighbours"] == 2 and run["train"]["reversal_pairs"] == 0  # neighbour batches replace twins
     config = json.loads((tmp_path / "run" / "config.json").read_text())

@@ -6,17 +6,28 @@ import numpy as np
 import streamlit as st
 
 from demo_pages import common
+from kmm.data.sampling import uniform
 from kmm.demo import media
 from kmm.serving.index import clip_frames, frame_request
 
 SAMPLE, UPLOAD = "Sample gallery", "Upload"
+STRIP_FRAMES = 8  # frames shown in the strip (a Kinetics model sees 32)
 
 
-def _sample_choices(session, limit=12):
+def _pretrained(client):
+    """A pretrained (zero-shot) export: its classifier does not read text."""
+    meta = client.metadata()
+    return bool(meta) and meta.get("kind") == "pretrained"
+
+
+def _sample_choices(session, limit=12, user_limit=200):
+    """The export's first gallery clips, the real samples and the user's own videos."""
     videos, ids, captions = common.gallery_sources(session.export_dir)
-    samples = [(i, v, c) for i, v, c in zip(ids, videos, captions, strict=True) if i.startswith("samples/")]
-    shapes = [(i, v, c) for i, v, c in zip(ids, videos, captions, strict=True) if not i.startswith("samples/")]
-    return {f"{i}  ({c})" if c else i: v for i, v, c in shapes[:limit] + samples}
+    items = list(zip(ids, videos, captions, strict=True))
+    samples = [x for x in items if x[0].startswith("samples/")]
+    own = [x for x in items if x[0].startswith("videos/")]
+    export = [x for x in items if x not in samples and x not in own]
+    return {f"{i}  ({c})" if c else i: v for i, v, c in export[:limit] + samples + own[:user_limit]}
 
 
 def _attention_figure(attention):
@@ -64,11 +75,15 @@ def _get_frames(session, num_frames, size):
 
 def render(session):
     st.header("Classify a video")
-    st.caption("Pick or upload a video; add a text such as *the red circle* to ask about one object.")
     client = common.require_client(session)
+    reads_text = not _pretrained(client)
+    st.caption("Pick or upload a video" + ("; add a text such as *the red circle* to ask about one object."
+               if reads_text else ": the Kinetics-400 model names the action in real footage."))  # fmt: skip
     num_frames, size = frame_request(client)
     frames, name = _get_frames(session, num_frames, size)
-    text = st.text_input("Optional text", "", placeholder="e.g. the red circle", key="classify_text")
+    text = (
+        st.text_input("Optional text", "", placeholder="e.g. the red circle", key="classify_text") if reads_text else ""
+    )
     if frames is None:
         return
     try:
@@ -81,11 +96,10 @@ def render(session):
     st.success(f"**{labels[0]}** ({scores[0]:.0%}) for {name}" + (f", text: *{text}*" if text else ""))
     attention = out["frame_attention"][0]
     if len(attention) != len(frames):  # the server resampled them: show the ones it kept
-        from kmm.data.sampling import uniform
-
         frames = frames[uniform(len(frames), len(attention))]
-    st.image(media.frame_strip(frames), caption=f"The {len(frames)} frames the model sees")
-    left, right = st.columns(2)
+    shown = frames[uniform(len(frames), min(len(frames), STRIP_FRAMES))]
+    st.image(media.frame_strip(shown), caption=f"{len(shown)} of the {len(frames)} frames the model sees")
+    left, right = st.columns(2) if reads_text else (st.container(), None)
     with left:
         import pandas as pd
 
@@ -93,6 +107,8 @@ def render(session):
         st.bar_chart(
             pd.DataFrame({"score": scores}, index=pd.Index(labels, name="label")), horizontal=True, sort="-score"
         )
+    if right is None:
+        return
     with right:
         st.subheader("Which frames the text attended to")
         st.pyplot(_attention_figure(attention))

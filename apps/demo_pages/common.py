@@ -36,7 +36,8 @@ def sidebar():
     remote_default = default.startswith(("http://", "https://"))
     kind = st.radio("Backend", [LOCAL, REST], index=1 if remote_default else 0, key="backend")
     if kind == LOCAL:
-        target = st.text_input("Export folder", backend.DEFAULT_EXPORT if remote_default else default, key="export")
+        choices = backend.model_choices(backend.DEFAULT_EXPORT if remote_default else default)
+        target = st.selectbox("Exported model", choices, format_func=_model_label, key="export")
         versions = backend.local_versions(target)
         version = st.selectbox("Version", versions, key="version") if versions else None
         name = Path(target).name
@@ -46,6 +47,23 @@ def sidebar():
         version = st.text_input("Version (empty: newest)", "", key="remote_version").strip() or None
     st.caption("kmm: video-text multimodal learning with TensorFlow, Keras 3 and TF-Hub.")
     return Session(kind, target, name, version)
+
+
+def _model_label(folder):
+    """`kinetics (real videos, Kinetics-400)` / `kmm (trained: 8 labels)` / the folder."""
+    from kmm.serving.export import read_metadata
+
+    versions = backend.local_versions(folder)
+    if not versions:
+        return folder
+    path = Path(folder) if (Path(folder) / "saved_model.pb").exists() else Path(folder) / versions[0]
+    try:
+        meta = read_metadata(path)
+    except (OSError, ValueError):
+        return folder
+    if meta.get("kind") == "pretrained":
+        return f"{Path(folder).name}: real videos, {len(meta['labels'])} Kinetics classes"
+    return f"{Path(folder).name}: trained, {len(meta['labels'])} labels"
 
 
 @st.cache_resource(show_spinner="Loading the model...")
@@ -82,9 +100,13 @@ def _load_index(folder):
     return VideoIndex.load(folder)
 
 
-@st.cache_data(show_spinner=False)
 def gallery_sources(export_dir):
-    """`(videos, ids, captions)` of the gallery (the export's clips + the samples), read once."""
+    """`(videos, ids, captions)` of the gallery (the export's clips, the samples, the user's own), read once."""
+    return _gallery_sources(export_dir, backend.user_videos_folder())
+
+
+@st.cache_data(show_spinner=False)
+def _gallery_sources(export_dir, user_folder):  # the folder is part of the cache key
     return backend.gallery_sources(export_dir)
 
 

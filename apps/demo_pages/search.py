@@ -59,8 +59,9 @@ def render(session):
     st.header("Search")
     common.require_client(session)
     index = common.gallery_index(session)
-    st.caption(f"Gallery: {len(index)} videos (the export's test split and the real sample videos), "
-               f"{len(index.caption_texts)} captions.")  # fmt: skip
+    own = sum(i.startswith("videos/") for i in index.ids)
+    st.caption(f"Gallery: {len(index)} videos (the export's gallery, the real sample videos"
+               + (f" and {own} of your own" if own else "") + f"), {len(index.caption_texts)} captions.")  # fmt: skip
     to_video, to_text = st.tabs(["Text -> video", "Video -> text"])
     with to_video:
         _text_to_video(session, index)

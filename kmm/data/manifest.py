@@ -182,3 +182,31 @@ def from_msrvtt(json_path, video_dir, ext=".mp4"):
         split = {"validate": "val"}.get(splits.get(vid, ""), splits.get(vid, ""))
         rows.append(Row(index=len(rows), video=str(video), caption=s["caption"], split=split))
     return rows
+
+
+def assign_splits(rows, val=0.15, test=0.15, seed=0):
+    """Gives rows without a split one of train / val / test; rows with a split keep it.
+
+    Stratified by label (each label's clips are shuffled with `seed`, then cut by the
+    fractions, at least one val and one test clip per label that has three or more), and
+    every row of a video goes to the same split, so no clip is in two splits.
+    """
+    import numpy as np
+
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise ValueError(f"val ({val}) and test ({test}) must be fractions in [0, 1) that sum below 1.")
+    videos = {}
+    for row in rows:
+        if not row.split:
+            videos.setdefault(row.label, {}).setdefault(row.video, None)
+    chosen = {}
+    rng = np.random.default_rng(seed)
+    for label in sorted(videos):
+        group = list(videos[label])
+        order = [group[i] for i in rng.permutation(len(group))]
+        n_val, n_test = round(len(order) * val), round(len(order) * test)
+        if len(order) >= 3:
+            n_val, n_test = max(n_val, 1 if val else 0), max(n_test, 1 if test else 0)
+        for i, video in enumerate(order):
+            chosen.setdefault(video, "val" if i < n_val else "test" if i < n_val + n_test else "train")
+    return [row if row.split else dataclasses.replace(row, split=chosen[row.video]) for row in rows]

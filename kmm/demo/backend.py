@@ -7,8 +7,12 @@ from pathlib import Path
 from kmm import paths
 from kmm.serving.client import ServingUnavailable, connect
 
+DEFAULT_BASE = "saved_models"
 DEFAULT_EXPORT = "saved_models/kmm"
+# Real videos first: the pretrained Kinetics model, then the kmm-shapes model of the quickstart.
+PREFERRED_MODELS = ("kinetics", "kmm")
 QUICKSTART_HINT = "./setup.sh && .venv/bin/kmm quickstart"
+VIDEOS_ENV = "KMM_DEMO_VIDEOS"  # a folder of the user's own videos, added to the search gallery
 
 
 class NoExport(ServingUnavailable):
@@ -16,8 +20,47 @@ class NoExport(ServingUnavailable):
 
 
 def default_target():
-    """`$KMM_DEMO_MODEL` (a local export folder or a TF Serving URL), else `saved_models/kmm`."""
-    return os.environ.get("KMM_DEMO_MODEL", DEFAULT_EXPORT)
+    """`$KMM_DEMO_MODEL` (a local export folder or a TF Serving URL), else the first of
+    `saved_models/kinetics` and `saved_models/kmm` that holds an export."""
+    if os.environ.get("KMM_DEMO_MODEL"):
+        return os.environ["KMM_DEMO_MODEL"]
+    for name in PREFERRED_MODELS:
+        if local_versions(Path(DEFAULT_BASE) / name):
+            return str(Path(DEFAULT_BASE) / name)
+    return DEFAULT_EXPORT
+
+
+def model_choices(target):
+    """Local model folders the sidebar offers: `target` and the exported models next to it
+    (Kinetics, then the kmm-shapes model, then the rest by name)."""
+    target = Path(str(target)).expanduser()
+    if (target / "saved_model.pb").exists():  # a version folder: its model folder's siblings
+        target = target.parent
+    base = target.parent
+    siblings = (
+        sorted((p for p in base.iterdir() if p.is_dir() and local_versions(p)), key=_model_order)
+        if base.is_dir()
+        else []
+    )
+    return [str(target)] + [str(p) for p in siblings if p != target]
+
+
+def _model_order(path):
+    name = path.name
+    return (PREFERRED_MODELS.index(name) if name in PREFERRED_MODELS else len(PREFERRED_MODELS), name)
+
+
+def user_videos_folder():
+    """`$KMM_DEMO_VIDEOS` (set by `kmm demo --videos DIR`), or None."""
+    return os.environ.get(VIDEOS_ENV) or None
+
+
+def user_videos():
+    """Videos under the user's folder, sorted; [] when there is none."""
+    from kmm.serving.index import find_videos
+
+    folder = user_videos_folder()
+    return find_videos(folder) if folder else []
 
 
 def local_versions(model_dir):
@@ -45,19 +88,26 @@ def open_client(target, model_name="kmm", version=None):
 
 
 def gallery_sources(export_dir=None):
-    """`(videos, ids, captions)` to index: the export's gallery clips plus the real sample videos."""
+    """`(videos, ids, captions)` to index: the export's gallery clips, the real sample videos
+    and the user's own (`$KMM_DEMO_VIDEOS`), each file once."""
     from kmm.data.manifest import read_manifest
     from kmm.data.samples import default_dir, fetch_samples
     from kmm.serving.export import read_gallery
 
-    videos, ids, captions = [], [], []
+    videos, ids, captions, seen = [], [], [], set()
+
+    def add(video, item, caption):
+        key = Path(video).resolve()
+        if key not in seen and key.exists():
+            seen.add(key)
+            videos.append(str(video))
+            ids.append(item)
+            captions.append(caption or "")
+
     gallery = read_gallery(export_dir) if export_dir else None
     if gallery and gallery.get("videos"):
         for item, video, caption in zip(gallery["ids"], gallery["videos"], gallery["captions"], strict=True):
-            if Path(video).exists():
-                videos.append(video)
-                ids.append(item)
-                captions.append(caption or "")
+            add(video, item, caption)
     manifest = default_dir() / "manifest.csv"
     if not manifest.exists():
         try:
@@ -65,9 +115,10 @@ def gallery_sources(export_dir=None):
         except (OSError, ValueError):
             manifest = None
     for row in read_manifest(manifest) if manifest else []:
-        videos.append(row.video)
-        ids.append("samples/" + Path(row.video).name)
-        captions.append(row.caption)
+        add(row.video, "samples/" + Path(row.video).name, row.caption)
+    folder = user_videos_folder()
+    for video in user_videos():
+        add(video, "videos/" + str(video.relative_to(folder)), "")
     return videos, ids, captions
 
 

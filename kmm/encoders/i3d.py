@@ -71,14 +71,17 @@ def _inception(x, widths, name):
 
 @keras.saving.register_keras_serializable(package="kmm")
 class TemporalPairMean(keras.layers.Layer):
-    """Mean over time of the averages of consecutive steps: `(b, t, c)` -> `(b, c)`.
+    """Mean over time of the averages of consecutive steps: `(b, t, [h, w,] c)` -> `(b, c)`.
 
-    Equals I3D's temporal average pool (window 2, stride 1, VALID) followed by the mean over
-    time, written as `(sum_t x_t - (x_0 + x_{t-1}) / 2) / (t - 1)`; a single step is
-    returned as it is (where the VALID window would leave nothing).
+    Spatial positions (if any) are averaged first. Then it equals I3D's temporal average
+    pool (window 2, stride 1, VALID) followed by the mean over time, written as
+    `(sum_t x_t - (x_0 + x_{t-1}) / 2) / (t - 1)`; a single step is returned as it is
+    (where the VALID window would leave nothing).
     """
 
     def call(self, x):
+        if len(x.shape) > 3:
+            x = keras.ops.mean(x, axis=tuple(range(2, len(x.shape) - 1)))  # (b, t, c)
         steps = keras.ops.cast(keras.ops.shape(x)[1], x.dtype)
         ends = (x[:, 0] + x[:, -1]) / 2.0
         pairs = (keras.ops.sum(x, axis=1) - ends) / keras.ops.maximum(steps - 1.0, 1.0)
@@ -108,10 +111,7 @@ def build_i3d(num_classes=400):
         if pool:
             x = _max_pool(x, pool[1], pool[2], pool[0])
     mixed_5c = x  # (b, t', h/32, w/32, 1024)
-    per_step = keras.layers.Reshape((-1, MIXED_5C_CHANNELS))(
-        keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D(), name="spatial_mean")(mixed_5c)
-    )  # (b, t', 1024)
-    pooled = TemporalPairMean(name="temporal_mean")(per_step)  # (b, 1024)
+    pooled = TemporalPairMean(name="pool")(mixed_5c)  # (b, 1024)
     logits = keras.layers.Dense(num_classes, name=layer_name(LOGITS))(pooled)
     return keras.Model(frames, {"mixed_5c": mixed_5c, "pooled": pooled, "logits": logits}, name="i3d")
 

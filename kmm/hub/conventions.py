@@ -5,6 +5,8 @@
 | `kmm-frames` | `kmm://efficientnet-lite0` | `module(frames)` | uint8 `(b, t, h, w, 3)` | `features` `(b, t, d)` |
 | `kmm-frames-spatial` | `kmm://efficientnet-lite0@128` | `module(frames)` | uint8 | `feature_map` `(b, t, h/32, w/32, c)`, flattened to `(b, t, cells*c)` |
 | `kmm-frames-spatial16` | `kmm://efficientnet-lite0@128` | `module(frames)` | uint8 | `feature_map_16` `(b, t, h/16, w/16, c)`, flattened |
+| `kmm-video` | `kmm://i3d-kinetics-400` | `module(frames)` | uint8, any T and size | `features` `(b, 1024)`: one step a clip |
+| `kmm-video-spatial` | `kmm://i3d-kinetics-400` | `module(frames)` | uint8 | `mixed_5c` `(b, ceil(T/8), 7, 7, 1024)`, flattened to `(b, ceil(T/8), 49*1024)` |
 | `s3d-milnce` | `https://tfhub.dev/deepmind/mil-nce/s3d/1` | `signatures["video"]` | float [0, 1], 224 px | `mixed_5c` `(b, 1024)` |
 | `i3d-kinetics-400` | `https://tfhub.dev/deepmind/i3d-kinetics-400/1` | `signatures["default"]` | float [0, 1], 224 px | `default` logits `(b, 400)` |
 | `movinet` | `https://tfhub.dev/tensorflow/movinet/a0/base/kinetics-600/classification/3` | `signatures["serving_default"](image=...)` | float [0, 1], 172 px | `classifier_head` `(b, 600)` |
@@ -29,6 +31,7 @@ class VideoConvention:
     """How to call a video or frame encoder and which output to use.
 
     `pooled` modules return one vector per clip; kmm then treats it as a one-step sequence.
+    Clip-level encoders that keep time give one step per `frames_per_step` frames.
     """
 
     signature: str | None
@@ -37,6 +40,8 @@ class VideoConvention:
     image_size: int | None  # None: the module resizes itself
     pooled: bool
     input_key: str | None = None
+    # Frames per output step of a clip-level encoder (I3D's mixed_5c: one step per 8 frames).
+    frames_per_step: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +59,8 @@ VIDEO_CONVENTIONS = {
     "kmm-frames": VideoConvention(None, specs.FRAME_FEATURES, UINT8, None, pooled=False),
     "kmm-frames-spatial": VideoConvention(None, specs.FRAME_FEATURE_MAP, UINT8, None, pooled=False),
     "kmm-frames-spatial16": VideoConvention(None, specs.FRAME_FEATURE_MAP_16, UINT8, None, pooled=False),
+    "kmm-video": VideoConvention(None, specs.CLIP_FEATURES, UINT8, None, pooled=True),
+    "kmm-video-spatial": VideoConvention(None, specs.CLIP_FEATURE_MAP, UINT8, None, pooled=False, frames_per_step=8),
     "s3d-milnce": VideoConvention("video", "mixed_5c", UNIT, 224, pooled=True),
     "i3d-kinetics-400": VideoConvention("default", "default", UNIT, 224, pooled=True),
     "movinet": VideoConvention("serving_default", "classifier_head", UNIT, 172, pooled=True, input_key="image"),

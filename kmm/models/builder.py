@@ -113,7 +113,7 @@ def build_feature_model(parts, feature_dim, text_dim):
     """
     config = parts.config
     inputs = {
-        VIDEO_FEATURES: keras.Input((config.num_frames, feature_dim), name=VIDEO_FEATURES),
+        VIDEO_FEATURES: keras.Input((config.feature_steps, feature_dim), name=VIDEO_FEATURES),
         specs.TEXT_TOKENS: keras.Input((None, text_dim), name=specs.TEXT_TOKENS),
         specs.TEXT_PADDING_MASK: keras.Input((None,), dtype="bool", name=specs.TEXT_PADDING_MASK),
         **text_tower_inputs(config, text_dim),

@@ -90,6 +90,15 @@ class ModelConfig:
         if self.dim % self.num_heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads}).")
 
+    @property
+    def feature_steps(self):
+        """Tokens along time in the encoder features: one a frame for frame encoders, one for a
+        pooled clip encoder, `ceil(num_frames / 8)` for I3D's mixed_5c (`kmm-video-spatial`)."""
+        from kmm.hub.conventions import video_convention
+
+        convention = video_convention(self.frame_convention)
+        return 1 if convention.pooled else -(-self.num_frames // convention.frames_per_step)
+
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
@@ -117,6 +126,15 @@ LEGACY_DEFAULTS = {
 
 PRESETS = {
     "default": ModelConfig(),
+    # Real video: I3D Kinetics-400's mixed_5c (7x7 cells of 1024 at 224 px, one step per 8
+    # frames) under the same towers and fusion layers.
+    "i3d": ModelConfig(
+        frame_encoder="kmm://i3d-kinetics-400",
+        frame_convention="kmm-video-spatial",
+        num_frames=16,
+        frame_size=224,
+        spatial_cells=49,
+    ),
     "tiny": ModelConfig(
         frame_encoder="kmm://tiny-frames@32",
         frame_convention="kmm-frames-spatial",

@@ -39,8 +39,8 @@ MATCHING_LOGIT = "matching_logit"
 def token_frames(config):
     """How many frames the video token axis spans (0: time pooled away, as with mean/max)."""
     if config.temporal in ("mean", "max"):
-        return 0 if config.spatial_cells > 1 else config.num_frames
-    return config.num_frames
+        return 0 if config.spatial_cells > 1 else config.feature_steps
+    return config.feature_steps
 
 
 def build_video_tower(config, feature_dim):
@@ -61,7 +61,7 @@ def build_video_tower(config, feature_dim):
     together, so "a red circle moves left and a blue star spins" is not blurred into one
     whole-frame vector.
     """
-    features = keras.Input((config.num_frames, feature_dim), name=VIDEO_FEATURES)
+    features = keras.Input((config.feature_steps, feature_dim), name=VIDEO_FEATURES)
     cells = 1 if config.temporal in ("lstm", "gru") else config.spatial_cells
     if feature_dim % config.spatial_cells:
         raise ValueError(f"feature_dim {feature_dim} is not divisible by spatial_cells {config.spatial_cells}")
@@ -82,7 +82,7 @@ def build_video_tower(config, feature_dim):
         pooled = TemporalPooling(config.temporal, name="temporal_pooling")(x)
     elif config.temporal == "transformer":
         tokens = TemporalTransformer(
-            config.temporal_layers, config.num_heads, max_length=config.num_frames * cells,
+            config.temporal_layers, config.num_heads, max_length=config.feature_steps * cells,
             dropout=config.dropout, name="temporal_transformer",
         )(x)  # fmt: skip
         pooled = None  # built below only where something uses it
@@ -114,7 +114,7 @@ def _frame_tokens(cell_tokens, config):
     place: the same "what is where, and what changed" as projecting the whole feature map, at
     a fraction of the cost."""
     x = keras.layers.Dense(config.frame_cell_dim, name="frame_cell_summary")(cell_tokens)
-    x = keras.layers.Reshape((config.num_frames, config.spatial_cells * config.frame_cell_dim), name="frames")(x)
+    x = keras.layers.Reshape((config.feature_steps, config.spatial_cells * config.frame_cell_dim), name="frames")(x)
     x = keras.layers.Dense(config.dim, name="frame_projection")(x)
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="token_norm")(x)
     return keras.layers.Dropout(config.dropout)(x)
@@ -136,7 +136,7 @@ def _feature_tokens(features, config, feature_dim, cells):
     """Tokens projected from the raw features: `cells` per frame (1: the whole flattened map)."""
     x = features
     if cells > 1:
-        x = keras.layers.Reshape((config.num_frames * cells, feature_dim // cells), name="cells")(x)
+        x = keras.layers.Reshape((config.feature_steps * cells, feature_dim // cells), name="cells")(x)
     x = _feature_norm("feature_norm")(x)
     if config.motion_features and config.temporal not in ("mean", "max"):
         x = TemporalDifference(cells, name="motion")(x)  # (b, t * cells, 2 * c)
@@ -158,7 +158,7 @@ def uses_video_cells(config):
 def _cell_tokens(features, config, feature_dim):
     """Per-cell tokens `(b, t * cells, dim)` with frame differences, for text-guided pooling."""
     cells = config.spatial_cells
-    x = keras.layers.Reshape((config.num_frames * cells, feature_dim // cells), name="guided_cells")(features)
+    x = keras.layers.Reshape((config.feature_steps * cells, feature_dim // cells), name="guided_cells")(features)
     x = _feature_norm("guided_feature_norm")(x)
     x = TemporalDifference(cells, name="guided_motion")(x)
     x = keras.layers.Dense(config.dim, name="guided_cell_projection")(x)
@@ -167,7 +167,7 @@ def _cell_tokens(features, config, feature_dim):
 
 def _slot_embedding(cell_tokens, config):
     """Object-slot tracks over the cell tokens -> `(b, dim)` (not normalized)."""
-    frames, dim = config.num_frames, config.dim
+    frames, dim = config.feature_steps, config.dim
     # The cell tokens already carry each cell's change since the previous frame, so a slot
     # sees motion without a difference of its own (measured: adding one changed nothing).
     x = SlotPooling(frames, config.spatial_cells, config.slots, config.cell_positions, name="slot_pooling")(
@@ -235,21 +235,21 @@ def build_classification_head(config, text_dim):
     if uses_video_pooled(config):
         inputs[VIDEO_POOLED] = video_pooled = keras.Input((config.dim,), name=VIDEO_POOLED)
     if config.fusion == "text_guided":
-        inputs[VIDEO_CELLS] = keras.Input((config.num_frames * config.spatial_cells, config.dim), name=VIDEO_CELLS)
+        inputs[VIDEO_CELLS] = keras.Input((config.feature_steps * config.spatial_cells, config.dim), name=VIDEO_CELLS)
     text = keras.layers.Dense(config.dim, name="text_token_projection")(text_tokens)  # (b, l, dim)
     text = keras.layers.LayerNormalization(epsilon=1e-6, name="text_token_norm")(text)
     text_pooled = MaskedMean(name="text_pooling")(text, text_mask)
     if config.fusion == "none":
         fused = video_pooled
-        attention = FrameAttention(config.num_frames, 0, name="uniform_attention")(video_tokens)
+        attention = FrameAttention(config.feature_steps, 0, name="uniform_attention")(video_tokens)
     elif config.fusion == "concat":
         fused = ConcatFusion(config.dim, config.dropout, name="concat_fusion")(video_pooled, text_pooled)
-        attention = FrameAttention(config.num_frames, 0, name="uniform_attention")(video_tokens)
+        attention = FrameAttention(config.feature_steps, 0, name="uniform_attention")(video_tokens)
     elif config.fusion == "text_guided":
         # Each frame: the text attends over that frame's cells (which object), then an RNN
         # follows that object's features, next to the whole-frame tokens, over time.
         guided = TextGuidedPooling(
-            config.num_frames, config.spatial_cells, config.cell_positions, name="text_guided_pooling"
+            config.feature_steps, config.spatial_cells, config.cell_positions, name="text_guided_pooling"
         )(inputs[VIDEO_CELLS], text_pooled)  # (b, t, dim [+ 2])
         per_frame = config.temporal in ("lstm", "gru") or config.spatial_cells == 1
         sequence = keras.layers.Concatenate(name="guided_and_frames")([guided, video_tokens]) if per_frame else guided
@@ -259,7 +259,7 @@ def build_classification_head(config, text_dim):
         pooled, scores = AttentionPooling(config.num_heads, name="guided_attention_pooling")(
             sequence, return_attention_scores=True
         )
-        attention = FrameAttention(config.num_frames, config.num_frames, name="frame_attention")(sequence, scores)
+        attention = FrameAttention(config.feature_steps, config.feature_steps, name="frame_attention")(sequence, scores)
         fused = keras.layers.Concatenate(name="fused")([pooled, text_pooled])
     else:
         co = config.fusion == "co_attention"
@@ -269,7 +269,7 @@ def build_classification_head(config, text_dim):
         pooled, scores = AttentionPooling(config.num_heads, name="fused_attention_pooling")(
             video, return_attention_scores=True
         )
-        attention = FrameAttention(config.num_frames, token_frames(config), name="frame_attention")(
+        attention = FrameAttention(config.feature_steps, token_frames(config), name="frame_attention")(
             video_tokens, scores
         )
         text_pooled = MaskedMean(name="fused_text_pooling")(text, text_mask)
@@ -290,7 +290,7 @@ def build_matching_head(config, text_dim):
     with the slot, and attention pooling over the slots gives one score. Costlier than a
     dot product of embeddings, so it only re-ranks retrieval's top `config.rerank_top_k`.
     """
-    cells = keras.Input((config.num_frames * config.spatial_cells, config.dim), name=VIDEO_CELLS)
+    cells = keras.Input((config.feature_steps * config.spatial_cells, config.dim), name=VIDEO_CELLS)
     tokens = keras.Input((None, text_dim), name=CAPTION_TOKENS)
     mask = keras.Input((None,), dtype="bool", name=CAPTION_PADDING_MASK)
     text = keras.layers.Dense(config.dim, name="matching_token_projection")(tokens)
@@ -301,7 +301,9 @@ def build_matching_head(config, text_dim):
     # A few learned queries read the caption's clauses ("a red circle moves left"); each
     # finds its object in every frame, and an LSTM follows that track over time.
     clauses = AttentionPooling(config.num_heads, config.matching_slots, name="caption_clauses")(text, padding_mask=mask)
-    tracks = TokenGuidedPooling(config.num_frames, config.spatial_cells, name="clause_guided_pooling")(cells, clauses)
+    tracks = TokenGuidedPooling(config.feature_steps, config.spatial_cells, name="clause_guided_pooling")(
+        cells, clauses
+    )
     tracks = Tracks(config.dim, name="clause_tracks")(tracks)  # (b, slots, dim)
     x = keras.layers.Concatenate(name="track_and_clause")([tracks, clauses])
     x = keras.layers.Dense(config.dim, activation="gelu", name="matching_hidden")(x)

