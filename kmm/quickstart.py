@@ -16,7 +16,7 @@ from kmm.serving.from_run import export_run
 from kmm.train import features as feats
 from kmm.train.trainer import TrainConfig, train_on_features
 
-SPLITS = ("train", "val", "test", "compositional")
+SPLITS = generate.SPLITS  # test_real: the test split over held-out real imagery
 
 
 def default_run_dir():

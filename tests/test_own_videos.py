@@ -35,7 +35,7 @@ def test_own_labelled_videos_end_to_end(real_encoders, tmp_path, capsys):
     assert saved["tasks"] == ["classification"] and saved["frame_encoder"] == "kmm://i3d-kinetics-400"
     assert main(["evaluate", str(tmp_path / "run")]) == 0
     metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
-    assert metrics["test"]["accuracy"] == 1.0, metrics["test"]  # three very different scenes
+    assert metrics["test"]["classification"]["accuracy"] == 1.0, metrics["test"]  # three very different scenes
 
     base = tmp_path / "saved_models"
     assert main(["export", str(tmp_path / "run"), "--base-dir", str(base), "--name", "mine"]) == 0

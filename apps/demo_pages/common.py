@@ -62,7 +62,7 @@ def _model_label(folder):
     except (OSError, ValueError):
         return folder
     if meta.get("kind") == "pretrained":
-        return f"{Path(folder).name}: real videos, {len(meta['labels'])} Kinetics classes"
+        return f"{Path(folder).name}: real videos, Kinetics-{len(meta['labels'])}"
     return f"{Path(folder).name}: trained, {len(meta['labels'])} labels"
 
 

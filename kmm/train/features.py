@@ -13,7 +13,9 @@ Training batches come from `features_dataset`.
 """
 
 import dataclasses
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +31,25 @@ CAPTION_GROUP = "caption_group"  # optional key shared by captions that say the 
 NEIGHBOURS = 16  # candidates per anchor for neighbour batches (see features_dataset)
 
 
+def _content_digest(manifest):
+    """sha256 of the manifest's bytes and of each video's size and modification time, so a
+    regenerated data set (same paths, new files) is not mistaken for the cached one."""
+    from kmm.data.manifest import read_manifest
+
+    digest = hashlib.sha256(Path(manifest).read_bytes())
+    for row in read_manifest(manifest):
+        try:
+            stat = os.stat(row.video)
+            digest.update(f"{row.video}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{row.video}\0missing\n".encode())
+    return digest.hexdigest()
+
+
 def _signature(config, manifest):
     return {
         "manifest": str(Path(manifest).resolve()),
+        "content": _content_digest(manifest),
         "frame_encoder": config.frame_encoder,
         "frame_convention": config.frame_convention,
         "text_encoder": config.text_encoder,
@@ -89,6 +107,7 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
     if not force and meta_path.exists() and json.loads(meta_path.read_text()).get("signature") == signature:
         if all((out_dir / f"{s}.npz").exists() for s in splits):
             return {s: (out_dir / f"{s}.npz", None) for s in splits}
+    meta_path.unlink(missing_ok=True)  # no marker while the files are being rewritten
     video_encoder, text_encoder = encoders or make_encoders(config)
     video_fn = tf.function(lambda frames: video_encoder(frames)[specs.VIDEO_TOKENS], reduce_retracing=True)
     data_config = DataConfig(config.num_frames, config.frame_size, batch_size=batch_size)

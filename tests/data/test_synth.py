@@ -94,3 +94,28 @@ def test_render_draws_the_object_colour():
     )
     frame = render.render(sc, 1, 32)[0]
     assert tuple(frame[16, 16]) == vocab.COLORS["blue"] and tuple(frame[1, 1]) == (0, 0, 0)
+
+
+def test_real_backgrounds_change_only_the_background():
+    import dataclasses
+
+    from kmm.data.synth import backgrounds
+
+    config = generate.PRESETS["default"]
+    synthetic = dataclasses.replace(config, real_backgrounds=0.0)
+    held_out = generate.held_out_triples(config)
+    kinds = collections.Counter()
+    for i in range(200):
+        real, plain = (generate.make_sample(c, "train", i, held_out) for c in (config, synthetic))
+        assert real[1:] == plain[1:] and real[0].objects == plain[0].objects  # caption, text, label, objects
+        kinds[real[0].photo_pool or "synthetic"] += 1
+        assert plain[0].background != "photo"
+    assert 0.2 < kinds["train"] / 200 < 0.4  # real_backgrounds = 0.3
+    for split in ("test", "compositional"):
+        assert all(generate.make_sample(config, split, i, held_out)[0].background != "photo" for i in range(50))
+    real = [generate.make_sample(config, "test_real", i, held_out)[0] for i in range(50)]
+    assert {sc.photo_pool for sc in real} == {"held_out"}
+    # Test pictures are never behind a training clip.
+    assert not set(backgrounds.pool("train")[0]) & set(backgrounds.pool("held_out")[0])
+    frames = render.render(real[0], 8, 64)
+    assert frames.shape == (8, 64, 64, 3) and frames.std() > 10

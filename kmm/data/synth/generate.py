@@ -19,9 +19,11 @@ from tqdm.auto import tqdm
 
 from kmm import paths
 from kmm.data.manifest import Row, write_manifest
-from kmm.data.synth import render, scene, vocab
+from kmm.data.synth import backgrounds, render, scene, vocab
 
-SPLITS = ("train", "val", "test", "compositional")
+SPLITS = ("train", "val", "test", "compositional", "test_real")
+# test_real: drawn like test, every clip over real imagery held out from training
+# (`kmm.data.synth.backgrounds`), to measure what a synthetic background teaches.
 OBJECT_COUNT_PROBS = (0.4, 0.35, 0.25)  # 1, 2, 3 objects
 
 
@@ -36,7 +38,11 @@ class SynthConfig:
     val: int = 400
     test: int = 1000
     compositional: int = 400
+    test_real: int = 1000
     held_out_fraction: float = 0.1
+    # Fraction of train and val clips drawn over real imagery (the `train` pool) instead of
+    # flat, gradient, noise or checkerboard backgrounds. Test and compositional stay synthetic.
+    real_backgrounds: float = 0.3
     seed: int = 0
 
     def count(self, split):
@@ -44,8 +50,8 @@ class SynthConfig:
 
 
 PRESETS = {
-    "tiny": SynthConfig(num_frames=8, frame_size=32, train=24, val=8, test=8, compositional=8),
-    "small": SynthConfig(train=600, val=100, test=300, compositional=100),
+    "tiny": SynthConfig(num_frames=8, frame_size=32, train=24, val=8, test=8, compositional=8, test_real=8),
+    "small": SynthConfig(train=600, val=100, test=300, compositional=100, test_real=300),
     "default": SynthConfig(),
 }
 
@@ -65,9 +71,25 @@ def make_sample(config, split, index, held_out):
     num_objects = 1 + int(rng.choice(3, p=OBJECT_COUNT_PROBS))
     target = held_out[rng.integers(len(held_out))] if split == "compositional" else None
     sc = scene.sample_scene(rng, num_objects, config.frame_size, config.num_frames, allowed, target=target)
+    pool = _background_pool(config, split, index)
+    if pool:
+        # Its own random stream: the objects, captions and labels stay those of the synthetic build.
+        photo_rng = np.random.default_rng([config.seed, SPLITS.index(split), index, 1])
+        photo = backgrounds.sample(photo_rng, pool, config.frame_size, config.num_frames)
+        sc = dataclasses.replace(sc, background="photo", photo=photo, photo_pool=pool)
     referent = 0 if (target is not None or num_objects == 1) else int(rng.integers(num_objects))
     text = "" if num_objects == 1 else sc.referent(referent)
     return sc, scene.caption(sc, rng), text, sc.objects[referent].action
+
+
+def _background_pool(config, split, index):
+    """The real-imagery pool of a clip's background, or None for a synthetic one."""
+    if split == "test_real":
+        return "held_out"
+    if split in ("train", "val") and config.real_backgrounds > 0:
+        draw = np.random.default_rng([config.seed, SPLITS.index(split), index, 2]).random()
+        return "train" if draw < config.real_backgrounds else None
+    return None
 
 
 def _write_clip(task):

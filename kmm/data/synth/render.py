@@ -44,10 +44,15 @@ def _polygon(shape, x, y, size, angle):
 
 def render(scene, num_frames, size):
     """Returns `(num_frames, size, size, 3)` uint8 RGB frames of `scene`."""
-    bg = background(scene, size)
-    frames = np.empty((num_frames, size, size, 3), np.uint8)
+    if scene.background == "photo":
+        from kmm.data.synth import backgrounds
+
+        frames = backgrounds.frames(scene.photo, scene.photo_pool, size, num_frames)
+    else:
+        frames = np.empty((num_frames, size, size, 3), np.uint8)
+        frames[:] = background(scene, size)
     for t in range(num_frames):
-        frame = bg.copy()
+        frame = frames[t]
         for o in scene.objects:
             x, y, s, angle = o.state(t, num_frames)
             color = vocab.COLORS[o.color]
@@ -56,7 +61,6 @@ def render(scene, num_frames, size):
                 cv2.circle(frame, center, round(s / 2 * (1 << _SUBPIXEL)), color, -1, cv2.LINE_AA, _SUBPIXEL)
             else:
                 cv2.fillPoly(frame, [_polygon(o.shape, x, y, s, angle)], color, cv2.LINE_AA, _SUBPIXEL)
-        frames[t] = frame
     return frames
 
 

@@ -37,6 +37,10 @@ class Scene:
     checker: int
     noise_seed: int
     objects: tuple
+    # background == "photo": a crop of real imagery, `kmm.data.synth.backgrounds.sample`'s
+    # parameters, from the pool named here.
+    photo: tuple = ()
+    photo_pool: str = ""
 
     def referent(self, i):
         o = self.objects[i]
