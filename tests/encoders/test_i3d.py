@@ -98,3 +98,16 @@ def test_encoder_loads_in_a_fresh_process_with_only_tensorflow(i3d_dir):
         assert np.isfinite(out.numpy()).all()
         """
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "convention, shape", [("i3d-kinetics-400", (2, 1, 400)), ("kmm-video", (2, 1, 1024)), ("kmm-video-spatial", (2, 1, 49 * 1024))]
+)  # fmt: skip
+def test_video_encoder_conventions_run_offline(i3d_dir, convention, shape):
+    """TF-Hub's I3D convention (signature `default`, float frames) and kmm's own, on the offline module."""
+    from kmm.hub.encoders import VideoEncoder
+
+    frames = tf.constant(np.random.default_rng(0).integers(0, 256, (2, 8, 64, 80, 3), np.uint8))
+    out = VideoEncoder("kmm://" + specs.I3D_KINETICS_400, convention)(frames)
+    assert tuple(out[specs.VIDEO_TOKENS].shape) == shape and np.isfinite(out[specs.VIDEO_TOKENS]).all()
