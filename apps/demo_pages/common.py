@@ -50,7 +50,7 @@ def sidebar():
 
 
 def _model_label(folder):
-    """`kinetics (real videos, Kinetics-400)` / `kmm (trained: 8 labels)` / the folder."""
+    """`kinetics: real videos, Kinetics-400` / `kmm: trained, 8 labels` / the folder itself."""
     from kmm.serving.export import read_metadata
 
     versions = backend.local_versions(folder)
@@ -106,8 +106,8 @@ def gallery_sources(export_dir):
 
 
 @st.cache_data(show_spinner=False)
-def _gallery_sources(export_dir, user_folder):  # the folder is part of the cache key
-    return backend.gallery_sources(export_dir)
+def _gallery_sources(export_dir, user_folder):
+    return backend.gallery_sources(export_dir, user_folder)
 
 
 def gallery_index(session):

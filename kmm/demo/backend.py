@@ -55,14 +55,6 @@ def user_videos_folder():
     return os.environ.get(VIDEOS_ENV) or None
 
 
-def user_videos():
-    """Videos under the user's folder, sorted; [] when there is none."""
-    from kmm.serving.index import find_videos
-
-    folder = user_videos_folder()
-    return find_videos(folder) if folder else []
-
-
 def local_versions(model_dir):
     """Version numbers (str) of a local model folder, newest first; [] if none."""
     from kmm.serving.export import list_versions
@@ -87,12 +79,13 @@ def open_client(target, model_name="kmm", version=None):
     return client
 
 
-def gallery_sources(export_dir=None):
+def gallery_sources(export_dir=None, user_folder=None):
     """`(videos, ids, captions)` to index: the export's gallery clips, the real sample videos
-    and the user's own (`$KMM_DEMO_VIDEOS`), each file once."""
+    and the videos under `user_folder` (ids `videos/<relative path>`), each file once."""
     from kmm.data.manifest import read_manifest
     from kmm.data.samples import default_dir, fetch_samples
     from kmm.serving.export import read_gallery
+    from kmm.serving.index import find_videos
 
     videos, ids, captions, seen = [], [], [], set()
 
@@ -116,9 +109,8 @@ def gallery_sources(export_dir=None):
             manifest = None
     for row in read_manifest(manifest) if manifest else []:
         add(row.video, "samples/" + Path(row.video).name, row.caption)
-    folder = user_videos_folder()
-    for video in user_videos():
-        add(video, "videos/" + str(video.relative_to(folder)), "")
+    for video in find_videos(user_folder) if user_folder else []:
+        add(video, "videos/" + str(video.relative_to(user_folder)), "")
     return videos, ids, captions
 
 
