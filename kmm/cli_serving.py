@@ -40,7 +40,7 @@ def _cmd_export(args):
 
 def _export_pretrained(args):
     from kmm.data.report import DataReport
-    from kmm.pretrained.kinetics import export_kinetics
+    from kmm.pretrained.kinetics import export_kinetics, sample_gallery
 
     if args.no_gallery:
         videos = ids = captions = None
@@ -52,11 +52,7 @@ def _export_pretrained(args):
             raise FileNotFoundError(f"{args.videos}: no video files found.")
         ids, captions = [str(v.relative_to(args.videos)) for v in videos], None
     else:
-        from kmm.data.manifest import read_manifest
-        from kmm.data.samples import fetch_samples
-
-        rows = read_manifest(fetch_samples())
-        videos, ids, captions = [r.video for r in rows], [Path(r.video).name for r in rows], [r.caption for r in rows]
+        videos, ids, captions = sample_gallery()
     report = DataReport()
     path = export_kinetics(args.base_dir, args.name or PRETRAINED_NAME, videos, ids, captions, args.k, report, print)
     if videos:

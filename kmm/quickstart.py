@@ -125,11 +125,7 @@ def run_quickstart(run_dir=None, data_size="default", model_preset="default", tr
 
 
 def _export_kinetics(export_dir, verbose):
-    from kmm.data.manifest import read_manifest
-    from kmm.data.samples import fetch_samples
-    from kmm.pretrained.kinetics import export_kinetics
+    from kmm.pretrained.kinetics import export_kinetics, sample_gallery
 
-    rows = read_manifest(fetch_samples())
-    videos = [r.video for r in rows]
-    return export_kinetics(export_dir, videos=videos, ids=[Path(v).name for v in videos],
-                           captions=[r.caption for r in rows], progress=verbose > 0)  # fmt: skip
+    videos, ids, captions = sample_gallery()
+    return export_kinetics(export_dir, videos=videos, ids=ids, captions=captions, progress=verbose > 0)

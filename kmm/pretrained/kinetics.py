@@ -137,6 +137,17 @@ class _LocalEmbedder:
         return self.models.text_embedder.predict(tf.constant(list(texts)), verbose=0)
 
 
+def sample_gallery():
+    """`(videos, ids, captions)` of the real sample videos (`kmm data samples`): the default gallery."""
+    from pathlib import Path
+
+    from kmm.data.manifest import read_manifest
+    from kmm.data.samples import fetch_samples
+
+    rows = read_manifest(fetch_samples())
+    return [r.video for r in rows], [Path(r.video).name for r in rows], [r.caption for r in rows]
+
+
 def kinetics_gallery(models, config, videos, ids=None, captions=None, report=None, progress=True):
     """A `kmm.serving.export.Gallery` of `videos` (paths) embedded by the zero-shot video tower.
 

@@ -128,3 +128,14 @@ def test_warmup_requests_replay_against_the_export(kinetics):
     for name, requests in by_signature.items():
         inputs = {k: tf.make_ndarray(v) for k, v in requests[0].inputs.items()}
         assert all(v.shape[0] == 1 for v in loaded.signatures[name](**inputs).values())
+
+
+def test_cli_export_pretrained(real_encoders, tmp_path, capsys):
+    from kmm.cli import main
+
+    base = tmp_path / "saved_models"
+    assert main(["export", "--pretrained", "kinetics", "--base-dir", str(base), "--no-gallery"]) == 0
+    meta = read_metadata(base / "kinetics" / "1")
+    assert meta["kind"] == "pretrained" and "search" not in meta["signatures"] and meta["gallery"] is None
+    with pytest.raises(SystemExit, match="give a RUN_DIR or --pretrained kinetics"):
+        main(["export", "--base-dir", str(base)])

@@ -66,7 +66,7 @@ def pool(name):
     return tuple(names), tuple(images)
 
 
-def sample(rng, pool_name, frame_size, num_frames):
+def sample(rng, pool_name, num_frames):
     """Random background parameters: `(image index, crop x, y, side, pan dx, dy)`."""
     _, images = pool(pool_name)
     index = int(rng.integers(len(images)))

@@ -75,7 +75,7 @@ def make_sample(config, split, index, held_out):
     if pool:
         # Its own random stream: the objects, captions and labels stay those of the synthetic build.
         photo_rng = np.random.default_rng([config.seed, SPLITS.index(split), index, 1])
-        photo = backgrounds.sample(photo_rng, pool, config.frame_size, config.num_frames)
+        photo = backgrounds.sample(photo_rng, pool, config.num_frames)
         sc = dataclasses.replace(sc, background="photo", photo=photo, photo_pool=pool)
     referent = 0 if (target is not None or num_objects == 1) else int(rng.integers(num_objects))
     text = "" if num_objects == 1 else sc.referent(referent)
