@@ -2,6 +2,7 @@
 
 import argparse
 import dataclasses
+import errno
 import os
 import sys
 import time
@@ -354,6 +355,13 @@ def main(argv=None):
         return args.func(args)
     except (FileNotFoundError, ValueError, RuntimeError) as e:  # incl. VideoDecodeError, ManifestError
         print(f"kmm: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        print(f"kmm: error: the disk is full{where} ({e.strerror}). Free some space and run the command again.",
+              file=sys.stderr)  # fmt: skip
         return 2
 
 

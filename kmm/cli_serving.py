@@ -32,10 +32,20 @@ def _cmd_export(args):
         from kmm.serving.from_run import export_run
 
         split = None if args.no_gallery else args.gallery_split
-        path = export_run(args.run_dir, args.base_dir, args.name or DEFAULT_NAME, split, args.k, args.towers, log=print)
+        path = export_run(args.run_dir, args.base_dir, args.name or DEFAULT_NAME, split, args.k, args.towers, log=print,
+                          limits=_limits(args))  # fmt: skip
     print(f"TF Serving: serve {Path(args.base_dir).resolve()} (see {args.base_dir}/models.config); "
           f"try: kmm classify VIDEO --model {path.parent}")  # fmt: skip
     return 0
+
+
+def _limits(args):
+    from kmm.serving.preprocess import Limits
+
+    try:
+        return Limits.parse(args.limit)
+    except ValueError as error:
+        raise SystemExit(f"kmm export: {error}") from None
 
 
 def _export_pretrained(args):
@@ -54,7 +64,8 @@ def _export_pretrained(args):
     else:
         videos, ids, captions = sample_gallery()
     report = DataReport()
-    path = export_kinetics(args.base_dir, args.name or PRETRAINED_NAME, videos, ids, captions, args.k, report, print)
+    path = export_kinetics(args.base_dir, args.name or PRETRAINED_NAME, videos, ids, captions, args.k, report, print,
+                           limits=_limits(args))  # fmt: skip
     if videos:
         print(report.summary())
         for skip in report.skipped:
@@ -125,6 +136,7 @@ def _cmd_index(args):
 
 
 def _cmd_demo(args):
+    import math
     import os
     import subprocess
     import sys
@@ -145,7 +157,7 @@ def _cmd_demo(args):
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
                "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "minimal",
-               "--server.maxUploadSize", str(int(max(200, max_upload_mb() + 1)))]  # fmt: skip
+               "--server.maxUploadSize", str(max(1, math.ceil(max_upload_mb())))]  # fmt: skip
     print(f"kmm demo: http://{args.address}:{args.port}  (model: {args.model}; Ctrl+C stops it)", flush=True)
     return subprocess.call(command, env=env)
 
@@ -179,6 +191,12 @@ def add_serving_commands(sub):
     export.add_argument("--gallery-split", default="test", help="Split whose clips the `search` signature ranks.")
     export.add_argument("--no-gallery", action="store_true", help="No gallery, no `search` signature.")
     export.add_argument("-k", type=int, default=10, help="Results per `search` query (default: 10).")
+    export.add_argument(
+        "--limit", action="append", metavar="NAME=VALUE",
+        help="Cap on one serving request, checked in the graph (repeatable): max_batch (64), max_frames (1024), "
+             "max_frame_pixels (8294400, 4K UHD), max_aspect (4), max_pixels (134217728, batch x frames x H x W), "
+             "max_text_bytes (4096). Recorded in assets/kmm.json; see SECURITY.md.",
+    )  # fmt: skip
     export.add_argument("--towers", help="Also write the text and video towers as TF-Hub modules into this folder.")
     export.set_defaults(func=_cmd_export)
 

@@ -78,3 +78,19 @@ def test_data_manifest_needs_videos_for_msrvtt(tmp_path, capsys):
     (tmp_path / "captions.json").write_text('{"videos": [], "sentences": []}')
     assert main(["data", "manifest", str(tmp_path / "captions.json"), "--out", str(tmp_path / "m.csv")]) == 2
     assert "needs --videos" in capsys.readouterr().err
+
+
+def test_a_full_disk_is_a_one_line_error(monkeypatch, capsys):
+    import errno
+
+    from kmm import cli
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/x/model.weights.h5")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["evaluate"].set_defaults(func=full)
+    assert cli.main(["evaluate", "runs/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kmm: error: the disk is full writing runs/x/model.weights.h5") and "Traceback" not in err

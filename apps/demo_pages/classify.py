@@ -69,7 +69,7 @@ def _get_frames(session, num_frames, size):
     try:
         return clip_frames(choices[label], num_frames, size), Path(choices[label]).name
     except (ValueError, OSError) as e:
-        st.error(f"{choices[label]} could not be decoded: {e}", icon=":material/error:")
+        st.error(f"{common.plain(choices[label])} could not be decoded: {common.plain(e)}", icon=":material/error:")
         return None, None
 
 
@@ -93,7 +93,8 @@ def render(session):
         return
     labels = [label.decode() for label in out["labels"][0]]
     scores = [float(s) for s in out["scores"][0]]
-    st.success(f"**{labels[0]}** ({scores[0]:.0%}) for {name}" + (f", text: *{text}*" if text else ""))
+    st.success(f"**{common.plain(labels[0])}** ({scores[0]:.0%}) for {common.plain(name)}"
+               + (f", text: *{common.plain(text)}*" if text else ""))  # fmt: skip
     attention = out["frame_attention"][0]
     if len(attention) != len(frames):  # the server resampled them: show the ones it kept
         frames = frames[uniform(len(frames), len(attention))]

@@ -1,6 +1,7 @@
 """Sidebar (backend, version), cached model and index, shared widgets."""
 
 import dataclasses
+import re
 from pathlib import Path
 
 import streamlit as st
@@ -32,9 +33,12 @@ class Session:
 
 
 def sidebar():
+    """The model to use. A browser user picks among what the operator offered: the exports
+    next to `kmm demo --model` (never a typed path), or the TF Serving URL given as
+    `--model http://...` (never a typed URL: the server would fetch it)."""
     default = backend.default_target()
     remote_default = default.startswith(("http://", "https://"))
-    kind = st.radio("Backend", [LOCAL, REST], index=1 if remote_default else 0, key="backend")
+    kind = st.radio("Backend", [LOCAL, REST], index=1, key="backend") if remote_default else LOCAL
     if kind == LOCAL:
         choices = backend.model_choices(backend.DEFAULT_EXPORT if remote_default else default)
         target = st.selectbox("Exported model", choices, format_func=_model_label, key="export")
@@ -42,11 +46,24 @@ def sidebar():
         version = st.selectbox("Version", versions, key="version") if versions else None
         name = Path(target).name
     else:
-        target = st.text_input("TF Serving REST URL", default if remote_default else "http://localhost:8501", key="url")
-        name = st.text_input("Model name", "kmm", key="model_name")
+        target = default
+        st.caption(f"TF Serving: {plain(target)}")
+        name = st.text_input("Model name", "kmm", key="model_name").strip()
         version = st.text_input("Version (empty: newest)", "", key="remote_version").strip() or None
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name) or (version and not version.isdigit()):
+            st.error("Model name: letters, digits, `_`, `.` and `-`; version: a number.")
+            st.stop()
     st.caption("kmm: video-text multimodal learning with TensorFlow, Keras 3 and TF-Hub.")
     return Session(kind, target, name, version)
+
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()<>#+\-!|~$:])")
+
+
+def plain(text):
+    """`text` with Markdown's special characters escaped: captions, file names and queries
+    come from users and data sets, and must not render as links, images or formatting."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
 
 
 def _model_label(folder):
@@ -86,11 +103,11 @@ def require_client(session):
 def show_error(error):
     """A failed request as a message, never a traceback."""
     if isinstance(error, ServingUnavailable):
-        st.error(f"The model server stopped answering: {error}", icon=":material/cloud_off:")
+        st.error(f"The model server stopped answering: {plain(error)}", icon=":material/cloud_off:")
     elif isinstance(error, ServingError):
-        st.error(f"The model rejected the request: {error}", icon=":material/error:")
+        st.error(f"The model rejected the request: {plain(error)}", icon=":material/error:")
     else:
-        st.error(str(error), icon=":material/error:")
+        st.error(plain(error), icon=":material/error:")
 
 
 @st.cache_resource(show_spinner=False)

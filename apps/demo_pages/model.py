@@ -38,7 +38,7 @@ def render(session):
         st.info("Labels and metrics live in the export's assets/kmm.json, which is not readable over REST.")
         return
     st.markdown(
-        f"**{len(meta['labels'])} labels:** {', '.join(meta['labels'])}  \n"
+        f"**{len(meta['labels'])} labels:** {common.plain(', '.join(meta['labels']))}  \n"
         f"**Frames:** {meta['num_frames']} x {meta['frame_size']} px · **encoders:** `{meta['frame_encoder']}`, "
         f"`{meta['text_encoder']}` · **kmm** {meta['kmm_version']} · exported {meta['created']}"
     )

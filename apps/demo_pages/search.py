@@ -19,7 +19,7 @@ def _text_to_video(session, index):
     except Exception as e:  # noqa: BLE001
         common.show_error(e)
         return
-    st.write(f"Top {len(hits)} of {len(index)} videos for *{query}*:")
+    st.write(f"Top {len(hits)} of {len(index)} videos for *{common.plain(query)}*:")
     for start in range(0, len(hits), COLUMNS):
         for column, (item, score, video, caption) in zip(
             st.columns(COLUMNS), hits[start : start + COLUMNS], strict=False
@@ -28,10 +28,10 @@ def _text_to_video(session, index):
                 try:
                     st.image(media.preview(video), width="stretch")
                 except (ValueError, OSError):
-                    st.warning(f"{item}: no preview")
-                st.markdown(f"**{score:.3f}** · `{item}`")
+                    st.warning(f"{common.plain(item)}: no preview")
+                st.markdown(f"**{score:.3f}** · {common.plain(item)}")
                 if caption:
-                    st.caption(caption)
+                    st.caption(common.plain(caption))
 
 
 def _video_to_text(session, index):

@@ -50,12 +50,19 @@ def _raw_records(path):
     if not path.exists():
         raise ManifestError(f"{path}: no such manifest")
     suffix = path.suffix.lower()
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+    # utf-8-sig: a byte-order mark (Excel's CSV export) is not part of the first column's name.
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         if suffix == ".csv":
             reader = csv.DictReader(f)
-            if not reader.fieldnames or specs.VIDEO not in reader.fieldnames:
-                raise ManifestError(f"{path}: a CSV manifest needs a header with a '{specs.VIDEO}' column")
-            yield from reader
+            try:
+                if not reader.fieldnames or specs.VIDEO not in reader.fieldnames:
+                    found = ", ".join(repr(c) for c in reader.fieldnames or [])
+                    raise ManifestError(
+                        f"{path}: a CSV manifest needs a header with a '{specs.VIDEO}' column; found {found or 'none'}"
+                    )
+                yield from reader
+            except csv.Error as e:  # e.g. a cell over csv.field_size_limit() characters
+                raise ManifestError(f"{path}: line {reader.line_num + 1}: not readable as CSV: {e}") from None
         elif suffix in (".jsonl", ".ndjson"):
             for n, line in enumerate(f, 1):
                 if not line.strip():

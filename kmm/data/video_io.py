@@ -8,11 +8,18 @@ for each, either decodes forward from where it is (`grab`, no colour conversion)
 frames. Short clips with one keyframe are read straight through; long clips are sought.
 Each frame is resized as soon as it is decoded, so a 4K clip never holds more than one
 full-size frame in memory.
+
+Videos are a stranger's input. `probe` refuses frames larger than `MAX_FRAME_PIXELS` or
+more elongated than `MAX_ASPECT` before anything is decoded (reasons `too_large`,
+`aspect`), and `read_frames` gives up on a file whose decoding runs past its deadline
+(reason `timeout`; checked between frames, with OpenCV's own open/read timeouts for a stalled
+demuxer).
 """
 
 import dataclasses
 import functools
 import os
+import time
 from pathlib import Path
 
 import cv2
@@ -26,6 +33,10 @@ _SEEK_OVERHEAD = 4
 # OpenCV's CAP_PROP_POS_FRAMES seeks to the keyframe at or before `target - 16`, then
 # decodes forward to the target (cap_ffmpeg_impl.hpp), so that is what a seek costs.
 _OPENCV_SEEK_BACKOFF = 16
+
+MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD
+MAX_ASPECT = 4.0  # long side / short side (32:9 ultrawide is 3.6)
+DECODE_DEADLINE_S = 120.0  # one file's frames, in `read_frames`
 
 
 class VideoDecodeError(ValueError):
@@ -79,11 +90,37 @@ def _probe_cached(path, _mtime, _size):
         raise
     except Exception as e:  # av.error.* for bytes that are not a container
         raise VideoDecodeError(path, "not_a_video", f"cannot demux: {type(e).__name__}: {e}") from e
+    if not (width and height):  # a GIF's size is in its header, not in the stream parameters
+        width, height = _gif_screen(path) or (width, height)
+    check_frame_size(path, width, height)
     if not packets:
         raise VideoDecodeError(path, "no_frames", "the video stream has no frames")
     order = sorted(range(len(packets)), key=lambda i: packets[i][0])  # presentation order
     keyframes = tuple(rank for rank, i in enumerate(order) if packets[i][1]) or (0,)
     return VideoInfo(path, len(packets), keyframes, fps, width, height)
+
+
+def _gif_screen(path):
+    with open(path, "rb") as f:
+        head = f.read(10)
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+    return None
+
+
+def check_frame_size(path, width, height, max_pixels=MAX_FRAME_PIXELS, max_aspect=MAX_ASPECT):
+    """Raises `VideoDecodeError` (`too_large` or `aspect`) for frames kmm will not decode.
+
+    A frame costs width x height x 3 bytes decoded (and more as floats), so a few-KB file
+    with a huge canvas could exhaust memory; a very elongated one makes the short-side-first
+    resize huge. Unknown sizes (0) are not checked here.
+    """
+    if not (width and height):
+        return
+    if width * height > max_pixels:
+        raise VideoDecodeError(path, "too_large", f"{width}x{height} frames; the cap is {max_pixels} pixels a frame")
+    if max(width, height) > max_aspect * min(width, height):
+        raise VideoDecodeError(path, "aspect", f"{width}x{height} frames; the cap is {max_aspect:g}:1")
 
 
 def plan_reads(indices, keyframes):
@@ -118,7 +155,7 @@ def fit_frame(frame, size, mode="crop"):
     return frame[top : top + size, left : left + size]
 
 
-def read_frames(path, indices, size=None, mode="crop", info=None):
+def read_frames(path, indices, size=None, mode="crop", info=None, deadline_s=DECODE_DEADLINE_S):
     """Decodes the frames at `indices` (any order, repeats allowed) as RGB uint8.
 
     Args:
@@ -127,6 +164,8 @@ def read_frames(path, indices, size=None, mode="crop", info=None):
         size: int or None. Output side; None keeps the native size.
         mode: str. Choose from ['crop', 'resize'].
         info: `VideoInfo` or None. From `probe`; probed here when None.
+        deadline_s: float. Give up (`VideoDecodeError`, reason `timeout`) when decoding
+            takes longer. Defaults to `DECODE_DEADLINE_S`.
 
     Returns:
         uint8 array `(len(indices), size, size, 3)`.
@@ -141,17 +180,27 @@ def read_frames(path, indices, size=None, mode="crop", info=None):
             f"{path}: frame indices must be in [0, {info.num_frames}), got {indices.min()}..{indices.max()}"
         )
     wanted = np.unique(indices)
-    capture = cv2.VideoCapture(os.fspath(path))
+    timeout_ms = int(min(deadline_s, 3600) * 1000)
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+    capture = cv2.VideoCapture(os.fspath(path), cv2.CAP_FFMPEG, params)
     if not capture.isOpened():
         raise VideoDecodeError(path, "not_a_video", "OpenCV cannot open it")
     decoded = {}
+    stop = time.monotonic() + deadline_s
+
+    def on_time(position):
+        if time.monotonic() > stop:
+            raise VideoDecodeError(path, "timeout", f"decoding took over {deadline_s:g} s (at frame {position})")
+
     try:
         position = 0
         for index, action in plan_reads(wanted, info.keyframes):
+            on_time(position)
             if action == "seek":
                 capture.set(cv2.CAP_PROP_POS_FRAMES, index)
             else:
                 while position < index:
+                    on_time(position)
                     if not capture.grab():
                         raise VideoDecodeError(
                             path, "corrupt", f"decoding stopped at frame {position} of {info.num_frames}"

@@ -124,10 +124,10 @@ def index_dir(client, sources):
 def ensure_index(client, sources, on_progress=None):
     """The folder of the gallery index for `client` + `sources` (`gallery_sources`), built and saved
     first if it is not cached yet; `on_progress(done, total)` follows the build."""
-    from kmm.serving.index import INDEX_FILE, VideoIndex
+    from kmm.serving.index import VideoIndex, is_complete
 
     folder = index_dir(client, sources)
-    if not (folder / INDEX_FILE).exists():
+    if not is_complete(folder):
         videos, ids, captions = sources
         if not videos:
             raise NoExport("Nothing to search: the export has no gallery and no sample videos were found.")

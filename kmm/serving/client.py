@@ -31,14 +31,44 @@ class ServingUnavailable(ServingError):
     """The model or server cannot be reached."""
 
 
+def fit_request(frames, num_frames, frame_size):
+    """uint8 `[b, T, H, W, 3]` -> `[b, num_frames, frame_size, frame_size, 3]`, as the graph would.
+
+    Same frames (`kmm.data.sampling.uniform`) and same resize and crop
+    (`kmm.data.video_io.fit_frame`) as the serving graph, done before sending, so every
+    request has the model's shape: what TF Serving's batching needs to batch requests
+    without padding them (see `saved_models/batching.config`).
+    """
+    from kmm.data.sampling import uniform
+    from kmm.data.video_io import fit_frame
+
+    frames = np.asarray(frames, np.uint8)
+    if frames.ndim != 5 or frames.shape[1] < 1:
+        raise ValueError(f"frames: expected uint8 [batch, T, H, W, 3]; got shape {frames.shape}.")
+    picked = frames[:, uniform(frames.shape[1], num_frames)]
+    if picked.shape[2:4] == (frame_size, frame_size):
+        return picked
+    return np.stack([[fit_frame(f, frame_size) for f in clip] for clip in picked])
+
+
 def _as_text(values):
     return np.asarray([v.encode() if isinstance(v, str) else v for v in values], dtype=object)
 
 
 class Client:
-    """Common interface. Subclasses implement `predict` and `signatures`."""
+    """Common interface. Subclasses implement `predict` and `signatures`.
+
+    `frame_shape`: None (send frames as given; the graph fits them) or
+    `(num_frames, frame_size)`: fit them here first (`fit_request`), for TF Serving with
+    batching on.
+    """
 
     name = "client"
+    frame_shape = None
+
+    def _frames(self, frames):
+        frames = np.asarray(frames, np.uint8)
+        return frames if self.frame_shape is None else fit_request(frames, *self.frame_shape)
 
     def predict(self, signature, inputs):
         """Runs `signature` on `{input name: array}`; returns `{output name: np.ndarray}`."""
@@ -54,7 +84,7 @@ class Client:
 
     def classify(self, frames, text=None):
         """uint8 frames `[b, T, H, W, 3]` (+ optional texts) -> probabilities, labels, scores, frame_attention."""
-        frames = np.asarray(frames, np.uint8)
+        frames = self._frames(frames)
         text = [""] * len(frames) if text is None else text
         return self.predict("serving_default", {"frames": frames, "text": _as_text(text)})
 
@@ -62,10 +92,14 @@ class Client:
         """Encoded frames `[b, T]` (bytes; JPEG or PNG) -> as `classify`."""
         text = [""] * len(jpeg_frames) if text is None else text
         encoded = np.asarray(jpeg_frames, dtype=object)
+        if self.frame_shape is not None and encoded.ndim == 2 and encoded.shape[1]:
+            from kmm.data.sampling import uniform
+
+            encoded = encoded[:, uniform(encoded.shape[1], self.frame_shape[0])]
         return self.predict("classify_jpeg", {"jpeg_frames": encoded, "text": _as_text(text)})
 
     def embed_video(self, frames):
-        return self.predict("embed_video", {"frames": np.asarray(frames, np.uint8)})["embedding"]
+        return self.predict("embed_video", {"frames": self._frames(frames)})["embedding"]
 
     def embed_text(self, texts):
         return self.predict("embed_text", {"text": _as_text(texts)})["embedding"]
@@ -284,14 +318,21 @@ def _dtype_name(enum_value):
     return tf.dtypes.as_dtype(enum_value).name
 
 
-def connect(target, model_name=DEFAULT_MODEL_NAME, version=None):
-    """A client for `target`: a local export path, `http(s)://host:port` or `grpc://host:port`."""
+def connect(target, model_name=DEFAULT_MODEL_NAME, version=None, frame_shape=None):
+    """A client for `target`: a local export path, `http(s)://host:port` or `grpc://host:port`.
+
+    `frame_shape=(num_frames, frame_size)` (from the export's `assets/kmm.json`) fits frames
+    before sending them: needed with TF Serving's batching on (`saved_models/batching.config`).
+    """
     target = str(target)
     if target.startswith(("http://", "https://")):
-        return RestClient(target, model_name, version)
-    if target.startswith("grpc://"):
-        return GrpcClient(target, model_name, version)
-    path = Path(target).expanduser()
-    if version and (path / str(version)).is_dir():
-        path = path / str(version)
-    return LocalClient(path)
+        client = RestClient(target, model_name, version)
+    elif target.startswith("grpc://"):
+        client = GrpcClient(target, model_name, version)
+    else:
+        path = Path(target).expanduser()
+        if version and (path / str(version)).is_dir():
+            path = path / str(version)
+        client = LocalClient(path)
+    client.frame_shape = None if frame_shape is None else (int(frame_shape[0]), int(frame_shape[1]))
+    return client

@@ -36,6 +36,7 @@ METADATA = "kmm.json"
 GALLERY = "gallery.json"
 EVAL_DIR = "assets.extra/eval"
 TOP_K = 5
+TMP_PREFIX = ".export-"  # + pid: an export in progress; TF Serving ignores non-numeric folders
 
 
 @dataclasses.dataclass
@@ -76,7 +77,7 @@ def list_versions(model_dir):
     return sorted(found, key=lambda p: int(p.name))
 
 
-def _signatures(models, config, gallery_embeddings, gallery_ids, k):
+def _signatures(models, config, gallery_embeddings, gallery_ids, k, limits):
     """The serving functions, keyed by signature name, with their input signatures."""
     n, size = config.num_frames, config.frame_size
     labels = tf.constant(list(config.labels)) if config.labels else None
@@ -101,23 +102,26 @@ def _signatures(models, config, gallery_embeddings, gallery_ids, k):
         }
 
     def classify(frames, text):
-        frames, text = P.check_frames(frames), P.check_text(text)
+        frames, text = check_frames(frames), P.check_text(text, limits=limits)
         return classify_clips(P.fit_clips(frames, n, size), same_batch(frames, text))
 
     def classify_jpeg(jpeg_frames, text):
-        text = P.check_text(text)
-        clips = P.decode_clips(jpeg_frames, n, size)
+        text = P.check_text(text, limits=limits)
+        clips = P.decode_clips(jpeg_frames, n, size, limits=limits)
         return classify_clips(clips, same_batch(clips, text))
 
+    def check_frames(frames):
+        return P.check_frames(frames, limits=limits, num_frames=n)
+
     def embed_video(frames):
-        clips = P.fit_clips(P.check_frames(frames), n, size)
+        clips = P.fit_clips(check_frames(frames), n, size)
         return {"embedding": models.video_embedder(clips, training=False)}
 
     def embed_text(text):
-        return {"embedding": models.text_embedder(P.check_text(text), training=False)}
+        return {"embedding": models.text_embedder(P.check_text(text, limits=limits), training=False)}
 
     def search(text):
-        query = models.text_embedder(P.check_text(text), training=False)
+        query = models.text_embedder(P.check_text(text, limits=limits), training=False)
         similarity = tf.matmul(query, gallery_embeddings, transpose_b=True)  # (b, n)
         scores, index = tf.math.top_k(similarity, k)
         return {"ids": tf.gather(gallery_ids, index), "scores": scores}
@@ -136,8 +140,10 @@ def _signatures(models, config, gallery_embeddings, gallery_ids, k):
     return fns
 
 
-def serving_root(models, config, keras_model, gallery=None, k=10):
+def serving_root(models, config, keras_model, gallery=None, k=10, limits=P.DEFAULT_LIMITS):
     """A trackable root with `keras_model`'s variables and the signatures of `_signatures`.
+
+    `limits` (`kmm.serving.preprocess.Limits`) caps what one request may ask for.
 
     Returns `(root, fns, signatures, k)`: `fns` maps each signature name to its Python
     function and input specs, `signatures` to its concrete function; `k` is capped at the
@@ -152,7 +158,7 @@ def serving_root(models, config, keras_model, gallery=None, k=10):
         root.gallery_embeddings = gallery_embeddings = tf.Variable(gallery.embeddings, trainable=False, name="gallery")
         ids = tf.constant([str(i) for i in gallery.ids])
         k = min(k, len(gallery.ids))
-    fns = _signatures(models, config, gallery_embeddings, ids, k)
+    fns = _signatures(models, config, gallery_embeddings, ids, k, limits)
     signatures = {}
     for signature, (fn, spec) in fns.items():
         function = tf.function(fn, input_signature=spec, autograph=False)
@@ -161,7 +167,7 @@ def serving_root(models, config, keras_model, gallery=None, k=10):
     return root, fns, signatures, k
 
 
-def _metadata(config, signatures, gallery, k, metrics, name, version):
+def _metadata(config, signatures, gallery, k, metrics, name, version, limits):
     return {
         "kmm_version": kmm.__version__,
         "name": name,
@@ -179,13 +185,14 @@ def _metadata(config, signatures, gallery, k, metrics, name, version):
         "signatures": sorted(signatures),
         "top_k": min(TOP_K, len(config.labels or ())),
         "gallery": {"size": len(gallery.ids), "k": k} if gallery is not None else None,
+        "limits": limits.to_json(),
         "model_config": json.loads(config.to_json()),
         "metrics": metrics or {},
     }
 
 
 def export_model(parts, base_dir="saved_models", name="kmm", gallery=None, k=10, metrics=None, encoders=None,
-                 warmup=True, extra_files=None, log=None):  # fmt: skip
+                 warmup=True, extra_files=None, limits=P.DEFAULT_LIMITS, log=None):  # fmt: skip
     """Exports a trained model as `base_dir/name/<next version>/`; returns that path.
 
     Args:
@@ -200,6 +207,8 @@ def export_model(parts, base_dir="saved_models", name="kmm", gallery=None, k=10,
         warmup: bool. Write `assets.extra/tf_serving_warmup_requests`. Defaults to `True`.
         extra_files: dict or None. `{path inside the export: source file}`, copied before the
             version appears (e.g. evaluation plots into `assets.extra/eval/`).
+        limits: `kmm.serving.preprocess.Limits`. Caps on one request (batch, frames, pixels,
+            aspect, text bytes), checked in the graph and recorded in `assets/kmm.json`.
 
     Example:
 
@@ -216,8 +225,8 @@ def export_model(parts, base_dir="saved_models", name="kmm", gallery=None, k=10,
     # A plain trackable root holding the tf.Variables themselves. (keras.export.ExportArchive
     # tracks the keras.Variable wrappers, and the TF-Hub modules' variables were saved twice:
     # 225 MB instead of 115 MB.)
-    root, fns, signatures, k = serving_root(models, config, models.trainer, gallery, k)
-    meta = _metadata(config, fns, gallery, k, metrics, name, version=None)
+    root, fns, signatures, k = serving_root(models, config, models.trainer, gallery, k, limits)
+    meta = _metadata(config, fns, gallery, k, metrics, name, None, limits)
     return write_export(root, signatures, meta, base_dir, name, gallery=gallery, extra_files=extra_files,
                         warmup_inputs=({s: [x.name for x in spec] for s, (_, spec) in fns.items()} if warmup else None),
                         warmup_config=config, log=log)  # fmt: skip
@@ -246,7 +255,8 @@ def write_export(root, signatures, meta, base_dir, name, gallery=None, extra_fil
 
     model_dir = Path(base_dir) / name
     model_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=model_dir))
+    remove_stale_exports(model_dir, log)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=model_dir))
     try:
         tf.saved_model.save(root, str(tmp), signatures=signatures)
         version = next_version(model_dir)
@@ -261,6 +271,7 @@ def write_export(root, signatures, meta, base_dir, name, gallery=None, extra_fil
             shutil.copyfile(source, tmp / relative)
         if warmup_inputs:
             write_warmup_requests(tmp, name, warmup_inputs, warmup_config)
+        make_readable(tmp)  # mkdtemp made it 0700: a server running as another user could not load it
         # Another export may have claimed the number meanwhile: take the next free one.
         while True:
             target = model_dir / str(version)
@@ -279,6 +290,46 @@ def write_export(root, signatures, meta, base_dir, name, gallery=None, extra_fil
     if log:
         log(f"exported {target} (signatures: {', '.join(sorted(signatures))})")
     return target
+
+
+def make_readable(root):
+    """Folders 0755, files 0644 under `root` (and `root` itself)."""
+    root = Path(root)
+    root.chmod(0o755)
+    for folder, dirs, files in os.walk(root):
+        for d in dirs:
+            os.chmod(os.path.join(folder, d), 0o755)
+        for f in files:
+            os.chmod(os.path.join(folder, f), 0o644)
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_exports(model_dir, log=None):
+    """Deletes `.export-<pid>-*` folders left by exports that were killed (their process is gone).
+
+    Returns the paths removed. A folder whose process still runs is another export in progress
+    and is left alone.
+    """
+    removed = []
+    for tmp in Path(model_dir).glob(f"{TMP_PREFIX}*"):
+        pid = tmp.name[len(TMP_PREFIX) :].split("-")[0]
+        if tmp.is_dir() and not (pid.isdigit() and _pid_alive(int(pid))):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    if removed and log:
+        log(
+            f"removed {len(removed)} unfinished export(s) left by killed processes: {', '.join(p.name for p in removed)}"
+        )
+    return removed
 
 
 def read_metadata(export_dir):

@@ -40,11 +40,11 @@ def export_towers(parts, out_dir, encoders=None):
     manifest = {"kmm_version": kmm.__version__, "model_config": config.to_json(), "outputs": [EMBEDDING]}
 
     def video_call(frames, training=False):
-        clips = P.fit_clips(P.check_frames(frames), config.num_frames, config.frame_size)
+        clips = P.fit_clips(P.check_frames(frames, limits=None), config.num_frames, config.frame_size)
         return {EMBEDDING: models.video_embedder(clips, training=training)}
 
     def text_call(text, training=False):
-        return {EMBEDDING: models.text_embedder(P.check_text(text), training=training)}
+        return {EMBEDDING: models.text_embedder(P.check_text(text, limits=None), training=training)}
 
     frames_spec = tf.TensorSpec([None, None, None, None, 3], tf.uint8, name=specs.FRAMES)
     text_spec = tf.TensorSpec([None], tf.string, name=specs.TEXT)

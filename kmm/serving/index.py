@@ -8,6 +8,7 @@ Videos that cannot be decoded are skipped, counted and listed, never silently dr
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,11 @@ def _caption_index(client, texts, batch_size=64):
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors.astype(np.float32))
     return index
+
+
+def is_complete(out_dir):
+    """True when `out_dir` holds a whole saved index (its `items.json` is written last)."""
+    return (Path(out_dir) / INDEX_FILE).exists() and (Path(out_dir) / ITEMS_FILE).exists()
 
 
 class VideoIndex:
@@ -149,11 +155,19 @@ class VideoIndex:
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.index, str(out_dir / INDEX_FILE))
+        # `items.json` marks a complete index: removed first, written last, every file renamed
+        # into place, so a killed save never leaves an index that loads with the wrong items.
+        (out_dir / ITEMS_FILE).unlink(missing_ok=True)
+        (out_dir / CAPTION_INDEX_FILE).unlink(missing_ok=True)
+        tmp = out_dir / f".{os.getpid()}.tmp"
+        faiss.write_index(self.index, str(tmp))
+        os.replace(tmp, out_dir / INDEX_FILE)
         if self.caption_index is not None:
-            faiss.write_index(self.caption_index, str(out_dir / CAPTION_INDEX_FILE))
+            faiss.write_index(self.caption_index, str(tmp))
+            os.replace(tmp, out_dir / CAPTION_INDEX_FILE)
         items = {"ids": self.ids, "videos": self.videos, "captions": self.captions, "info": self.info}
-        (out_dir / ITEMS_FILE).write_text(json.dumps(items, default=str) + "\n")
+        tmp.write_text(json.dumps(items, default=str) + "\n")
+        os.replace(tmp, out_dir / ITEMS_FILE)
         return out_dir
 
     @classmethod
@@ -161,9 +175,10 @@ class VideoIndex:
         import faiss
 
         out_dir = Path(out_dir)
-        if not (out_dir / INDEX_FILE).exists():
+        if not is_complete(out_dir):
             raise FileNotFoundError(
-                f"{out_dir}: no {INDEX_FILE}; build one with `kmm index VIDEO_DIR --out {out_dir}`."
+                f"{out_dir}: no complete index ({INDEX_FILE} and {ITEMS_FILE}); build one with "
+                f"`kmm index VIDEO_DIR --out {out_dir}`."
             )
         items = json.loads((out_dir / ITEMS_FILE).read_text())
         captions = out_dir / CAPTION_INDEX_FILE

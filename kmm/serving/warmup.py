@@ -20,11 +20,17 @@ CONTAINER_ROOT = "/models"
 BATCHING_CONFIG = """\
 # Server-side batching for TF Serving (pass with --enable_batching --batching_parameters_file).
 # Sized for CPU serving; raise max_batch_size and num_batch_threads on bigger machines.
+# Padding stays off: TF Serving would pad every dimension to the batch's largest request with
+# the tensor's first element, so a clip batched with a longer one would get extra frames and
+# a different answer. With batching on, send every request in the model's shape,
+# frames [b, num_frames, frame_size, frame_size, 3] (assets/kmm.json), e.g. with
+# kmm.serving.client.connect(url, frame_shape=(num_frames, frame_size)); requests of other
+# shapes that meet in one batch fail instead of being answered wrongly.
 max_batch_size { value: 32 }
 batch_timeout_micros { value: 5000 }
 max_enqueued_batches { value: 100 }
 num_batch_threads { value: 4 }
-pad_variable_length_inputs: true
+pad_variable_length_inputs: false
 """
 
 

@@ -1,5 +1,8 @@
 """Keras callbacks specific to kmm."""
 
+import os
+from pathlib import Path
+
 import keras
 import numpy as np
 
@@ -14,6 +17,78 @@ def embed_arrays(parts, arrays, batch_size=256):
     caption = {k: arrays[k] for k in caption_keys(parts.config)}
     text = parts.text_tower.predict(caption, batch_size=batch_size, verbose=0)
     return np.asarray(video[specs.VIDEO_EMBEDDING]), np.asarray(text)
+
+
+class ResumableCSVLogger(keras.callbacks.CSVLogger):
+    """`CSVLogger` that survives `BackupAndRestore`: when `fit` starts at epoch k (0 for a
+    fresh run, k after a resume), the rows of epochs >= k are dropped and new rows appended,
+    so the file holds every epoch once. (Plain `CSVLogger` either wipes the history on resume,
+    `append=False`, or repeats the epochs redone after a kill, `append=True`.)"""
+
+    def __init__(self, filename, separator=","):
+        super().__init__(filename, separator=separator, append=True)
+        self._opened = False
+
+    def on_train_begin(self, logs=None):
+        self._opened = False  # opened at the first epoch, once the start epoch is known
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._opened:
+            _keep_rows_before(self.filename, epoch)
+            super().on_train_begin(logs)
+            self._opened = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        self.csv_file.flush()
+        os.fsync(self.csv_file.fileno())
+
+
+def _keep_rows_before(path, epoch):
+    """Rewrites the CSV at `path` with only its header and the rows of epochs < `epoch`."""
+    path = Path(path)
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    if epoch == 0 or not lines:
+        path.unlink()
+        return
+    keep = [lines[0]] + [
+        line for line in lines[1:] if line.split(",", 1)[0].isdigit() and int(line.split(",", 1)[0]) < epoch
+    ]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(keep))
+    os.replace(tmp, path)
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' `BackupAndRestore`, plus the state of the model's random generators (dropout
+    masks), which `save_weights` leaves out: the epoch redone after a kill draws the same
+    masks as the uninterrupted run did."""
+
+    def _rng_variables(self):
+        weights = {id(w) for w in self.model.weights}
+        return [v for v in self.model.variables if id(v) not in weights]
+
+    def _rng_path(self):
+        return Path(self.backup_dir) / "rng_state.npz"
+
+    def _save_model(self):
+        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
+        tmp = self._rng_path().with_suffix(".tmp.npz")
+        np.savez(tmp, *[keras.ops.convert_to_numpy(v) for v in self._rng_variables()])
+        os.replace(tmp, self._rng_path())
+        super()._save_model()  # weights, then the epoch: the epoch file is the commit point
+
+    def _load_model(self):
+        super()._load_model()
+        if self._rng_path().exists():
+            with np.load(self._rng_path()) as saved:
+                values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+            variables = self._rng_variables()
+            if len(values) == len(variables):
+                for variable, value in zip(variables, values, strict=True):
+                    variable.assign(value)
 
 
 class RetrievalEvaluation(keras.callbacks.Callback):

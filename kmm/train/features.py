@@ -6,8 +6,11 @@ Per split, `features/<split>.npz` holds `video_features (n, frames, dim)` (float
 (float16) with `caption_padding_mask`, `label_id`, `row`, `text`, `caption`; optionally
 `caption_group` and, for the train split, the `reversed_*` captions of its clips played
 backwards (see `extract_features`). Texts are encoded once per distinct string.
-`features/features.json` records how they were made, so a cache built with other encoders
-or sampling is rebuilt rather than silently reused.
+`features/features.json` records how they were made (manifest content, encoder builds,
+sampling) and each file's sha256, so a cache built from other data or encoders, or a file
+cut short or changed, is rebuilt rather than silently reused. The marker is removed before
+a rebuild and written last; each file is written under a temporary name and renamed, so a
+killed extraction never leaves a cache that looks complete.
 
 Training batches come from `features_dataset`.
 """
@@ -25,6 +28,7 @@ from tqdm.auto import tqdm
 from kmm import specs
 from kmm.data.pipeline import DataConfig, dataset_from_manifest
 from kmm.models.towers import CAPTION_EMBEDDING, CAPTION_PADDING_MASK, CAPTION_TOKENS, VIDEO_FEATURES, caption_keys
+from kmm.paths import file_sha256
 
 REVERSED = "reversed_"  # prefix of the cached captions of the clips played backwards
 CAPTION_GROUP = "caption_group"  # optional key shared by captions that say the same thing
@@ -46,10 +50,27 @@ def _content_digest(manifest):
     return digest.hexdigest()
 
 
+def _encoder_identity(handle):
+    """What a cached feature depends on besides the handle's name: the built encoder's
+    manifest (`kmm://`) or its SavedModel's sha256 (a local folder). URLs name a fixed
+    TF-Hub version already."""
+    if "://" in handle and not handle.startswith(specs.HANDLE_SCHEME):
+        return handle
+    from kmm.encoders.reusable_savedmodel import read_manifest
+    from kmm.hub.handles import resolve_handle
+
+    folder = Path(resolve_handle(handle))
+    manifest = read_manifest(folder)
+    if manifest.get("format_version") is not None:
+        return {k: manifest.get(k) for k in ("name", "kmm_version", "format_version", "source")}
+    return file_sha256(folder / "saved_model.pb")
+
+
 def _signature(config, manifest):
     return {
         "manifest": str(Path(manifest).resolve()),
         "content": _content_digest(manifest),
+        "encoder_builds": [_encoder_identity(config.frame_encoder), _encoder_identity(config.text_encoder)],
         "frame_encoder": config.frame_encoder,
         "frame_convention": config.frame_convention,
         "text_encoder": config.text_encoder,
@@ -104,9 +125,8 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
     if encoders is not None:
         signature["encoders"] = "fine-tuned in this run"
         force = True
-    if not force and meta_path.exists() and json.loads(meta_path.read_text()).get("signature") == signature:
-        if all((out_dir / f"{s}.npz").exists() for s in splits):
-            return {s: (out_dir / f"{s}.npz", None) for s in splits}
+    if not force and _cache_is_valid(out_dir, signature, splits, progress):
+        return {s: (out_dir / f"{s}.npz", None) for s in splits}
     meta_path.unlink(missing_ok=True)  # no marker while the files are being rewritten
     video_encoder, text_encoder = encoders or make_encoders(config)
     video_fn = tf.function(lambda frames: video_encoder(frames)[specs.VIDEO_TOKENS], reduce_retracing=True)
@@ -142,10 +162,47 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
         arrays[specs.TEXT] = arrays[specs.TEXT].astype(bytes)
         arrays[specs.CAPTION] = arrays[specs.CAPTION].astype(bytes)
         path = out_dir / f"{split}.npz"
-        np.savez(path, **arrays)
+        _write_npz(path, arrays)
         results[split] = (path, report)
-    meta_path.write_text(json.dumps({"signature": signature, "config": dataclasses.asdict(config)}, indent=2))
+    checksums = {f"{s}.npz": file_sha256(out_dir / f"{s}.npz") for s in splits}
+    meta = {"signature": signature, "sha256": checksums, "config": dataclasses.asdict(config)}
+    _atomic_write_text(meta_path, json.dumps(meta, indent=2))
     return results
+
+
+def _write_npz(path, arrays):
+    """`np.savez` to a temporary name, then renamed: `path` is complete or absent."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(path, text):
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _cache_is_valid(out_dir, signature, splits, progress):
+    """True when `features.json` matches `signature` and every split's file its sha256."""
+    meta_path = out_dir / "features.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if meta.get("signature") != signature:
+        return False
+    checksums = meta.get("sha256", {})
+    for split in splits:
+        path = out_dir / f"{split}.npz"
+        if path.name not in checksums or not path.exists() or file_sha256(path) != checksums[path.name]:
+            if progress:
+                print(f"features: {path} is missing, truncated or changed; extracting again.")
+            return False
+    return True
 
 
 def _reversed_captions(table, captions, cut):
@@ -247,12 +304,14 @@ def caption_neighbours(embeddings, groups, k=NEIGHBOURS, block=1024):
 
 
 def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time_reversal=(), neighbours=0,
-                     reversal_pairs=0):  # fmt: skip
+                     reversal_pairs=0, first_epoch=0):  # fmt: skip
     """`(inputs, targets)` batches for `build_feature_model` (see `training_targets`).
 
     Retrieval's target is each clip's caption group (`caption_group_ids`): clips of one
     group are not each other's negatives. In training, batches are reshuffled each epoch,
-    with `len // batch_size` full batches an epoch, and:
+    with `len // batch_size` full batches an epoch (each repetition of the dataset is the
+    next epoch, drawn from `(seed, epoch)`, starting at `first_epoch`: a resumed fit sees
+    the batches an uninterrupted one would), and:
 
     `time_reversal`: `(label, reversed_label)` pairs. Half of the clips whose label has a
     pair play backwards (their frame features reversed) with the paired label. If the
@@ -300,6 +359,7 @@ def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time
         changes = reversed_groups != groups if reversed_captions else reversed_ids[labels] != labels
         twin_worthy = reversible & changes
     batches = _IndexBatches(n, batch_size, seed, table, neighbours, reversible, reversal_pairs, twin_worthy)
+    batches.epoch = first_epoch
     data = {
         "inputs": inputs, "reversed": reversed_captions, "labels": labels, "groups": groups,
         "reversed_labels": reversed_ids[labels].astype(labels.dtype) if time_reversal else labels,
@@ -316,14 +376,16 @@ def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time
 
 class _IndexBatches:
     """Callable for `Dataset.from_generator`: one epoch of `(indices, flip)` batches per call,
-    a new shuffle each epoch (the generator state carries over)."""
+    a new shuffle each epoch, drawn from `(seed, epoch)`."""
 
     def __init__(self, n, batch_size, seed, table, neighbours, reversible, pairs=0, changes=None):
         self.n, self.batch_size, self.table, self.neighbours = n, batch_size, table, neighbours
-        self.reversible, self.rng = reversible, np.random.default_rng(seed)
+        self.reversible, self.seed, self.epoch = reversible, seed, 0
         self.pairs, self.changes = pairs, changes
 
     def __call__(self):
+        self.rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
         order = self.rng.permutation(self.n)
         anchors = self.batch_size // self.neighbours if self.table is not None else self.batch_size - self.pairs
         for step in range(self.n // self.batch_size):

@@ -4,6 +4,7 @@ as in the seed article's section 3.3.
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -18,10 +19,14 @@ from kmm.layers.retrieval import infonce_loss
 from kmm.models.builder import MATCHING, SIMILARITY, build_end_to_end, build_feature_model, build_parts
 from kmm.models.config import ModelConfig
 from kmm.models.towers import LOGITS
-from kmm.train.callbacks import RetrievalEvaluation
+from kmm.train.callbacks import BackupAndRestore, ResumableCSVLogger, RetrievalEvaluation
 from kmm.train.features import features_dataset, training_targets
 
 TRAINING_MODES = ("staged", "joint")
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; nothing was saved."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,9 +99,26 @@ def _compile(model, config, learning_rate, weight_decay, steps, warmup_steps=0):
     return view
 
 
+def backup_dir(run_dir, stage, parts, train_config):
+    """`run_dir/backup/<stage>-<key>`: the key hashes the model and training configs, so a
+    backup left by a run with other settings is never restored into this one."""
+    key = hashlib.sha256((parts.config.to_json() + json.dumps(dataclasses.asdict(train_config))).encode())
+    return Path(run_dir) / "backup" / f"{stage}-{key.hexdigest()[:12]}"
+
+
+def resume_epoch(backup):
+    """The epoch `BackupAndRestore` will resume `fit` at from `backup` (0: a fresh start)."""
+    metadata = Path(backup) / "training_metadata.json"
+    return int(json.loads(metadata.read_text())["epoch"]) if metadata.exists() else 0
+
+
 def _callbacks(run_dir, parts, val_arrays, train_config, stage):
+    """The callbacks of one stage's `fit`. Order matters at each epoch's end: the logs are
+    complete (retrieval metrics) before they are written, and the history row is written
+    before the backup, so a kill between them redoes the epoch and `ResumableCSVLogger`
+    drops its earlier row: every epoch is in the history once."""
     run_dir = Path(run_dir)
-    callbacks = []
+    callbacks = [keras.callbacks.TerminateOnNaN()]
     if val_arrays is not None and parts.text_tower is not None:
         callbacks.append(RetrievalEvaluation(parts, val_arrays))
     callbacks += [
@@ -109,11 +131,21 @@ def _callbacks(run_dir, parts, val_arrays, train_config, stage):
             save_best_only=True,
             save_weights_only=True,
         ),  # fmt: skip
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / stage)),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard" / stage)),
-        keras.callbacks.CSVLogger(str(run_dir / f"history_{stage}.csv")),
+        ResumableCSVLogger(str(run_dir / f"history_{stage}.csv")),
+        BackupAndRestore(str(backup_dir(run_dir, stage, parts, train_config))),
     ]
     return callbacks
+
+
+def check_finite(model, what):
+    """Raises `TrainingDivergedError` when any of `model`'s weights is NaN or infinite."""
+    bad = [w.path for w in model.weights if not np.isfinite(keras.ops.convert_to_numpy(w)).all()]
+    if bad:
+        raise TrainingDivergedError(
+            f"{what}: {len(bad)} weight tensor(s) are NaN or infinite (first: {bad[0]}): training diverged, so "
+            "nothing was saved. Lower the learning rate, or check the data for NaN features."
+        )
 
 
 def train_on_features(config, train_arrays, val_arrays, train_config, run_dir, verbose=1):
@@ -127,6 +159,7 @@ def train_on_features(config, train_arrays, val_arrays, train_config, run_dir, v
         train_arrays, config, train_config.batch_size, training=True, seed=train_config.seed,
         time_reversal=train_config.time_reversal, neighbours=train_config.neighbours,
         reversal_pairs=train_config.reversal_pairs,
+        first_epoch=resume_epoch(backup_dir(run_dir, "stage1", parts, train_config)),
     )  # fmt: skip
     val_ds = features_dataset(val_arrays, config, train_config.batch_size)
     per_epoch = int(train_ds.cardinality())
@@ -143,6 +176,7 @@ def train_on_features(config, train_arrays, val_arrays, train_config, run_dir, v
         train_ds.repeat(), steps_per_epoch=per_epoch, validation_data=val_ds, epochs=train_config.epochs,
         verbose=verbose, callbacks=_callbacks(run_dir, parts, val_arrays, train_config, "stage1"),
     )  # fmt: skip
+    check_finite(model, "stage 1")
     save_run(run_dir, parts, feature_dim, text_dim, train_config)
     return parts, history
 
@@ -186,19 +220,22 @@ def train_end_to_end(parts, manifest, train_config, run_dir, epochs, learning_ra
         train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose,
         callbacks=_callbacks(run_dir, parts, None, train_config, "stage2"),
     )  # fmt: skip
+    check_finite(models.trainer, "stage 2")
     return models, history
 
 
 def save_run(run_dir, parts, feature_dim, text_dim, train_config=None):
     """Writes `config.json` and `model.weights.h5` (towers + heads) into `run_dir`."""
     run_dir = Path(run_dir)
+    model = build_feature_model(parts, feature_dim, text_dim)
+    check_finite(model, f"save_run({run_dir})")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(parts.config.to_json() + "\n")
     meta = {"feature_dim": int(feature_dim), "text_dim": int(text_dim)}
     if train_config is not None:
         meta["train"] = dataclasses.asdict(train_config)
     (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
-    build_feature_model(parts, feature_dim, text_dim).save_weights(run_dir / "model.weights.h5")
+    model.save_weights(run_dir / "model.weights.h5")
 
 
 def load_run(run_dir):

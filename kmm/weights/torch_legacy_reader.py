@@ -57,15 +57,30 @@ class _LazyTensor:
     def __init__(self, storage, offset, size, stride):
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
-    def materialize(self):
+    def materialize(self, name):
+        """The tensor's values, after checking that the view stays inside its storage."""
         base = self.storage.array
+        if base is None:
+            raise ValueError(f"tensor {name!r}: its storage has no data in the file.")
+        offset, size, stride = self.offset, self.size, self.stride
+        ints = [offset, *size, *stride]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints) or len(size) != len(stride):
+            raise ValueError(f"tensor {name!r}: invalid view (offset {offset!r}, size {size!r}, stride {stride!r}).")
+        if 0 in size:
+            return np.zeros(size, base.dtype)
+        last = offset + sum((n - 1) * st for n, st in zip(size, stride, strict=True))
+        if last >= len(base):
+            raise ValueError(
+                f"tensor {name!r}: view (offset {offset}, size {size}, stride {stride}) reaches element {last} "
+                f"of a storage of {len(base)}."
+            )
         itemsize = base.dtype.itemsize
-        if not self.size:
-            return base[self.offset].copy()
+        if not size:
+            return base[offset].copy()
         view = np.lib.stride_tricks.as_strided(
-            base[self.offset :],
-            shape=self.size,
-            strides=tuple(s * itemsize for s in self.stride),
+            base[offset:],
+            shape=size,
+            strides=tuple(st * itemsize for st in stride),
             writeable=False,
         )
         return np.ascontiguousarray(view)
@@ -142,9 +157,18 @@ def read_torch_legacy(path):
     unpickler = _RestrictedUnpickler(f, storages)
     obj = unpickler.load()
     keys = _load_plain(f, "storage keys", path)
+    if not isinstance(keys, list):
+        raise ValueError(f"{path}: the storage key list is a {type(keys).__name__}, not a list.")
     for key in keys:
+        if key not in storages:
+            raise ValueError(f"{path}: storage key {key!r} is not used by any tensor.")
         storage = storages[key]
-        (numel,) = struct.unpack("<q", f.read(8))
+        header = f.read(8)
+        if len(header) != 8:
+            raise ValueError(f"{path}: truncated before storage {key}.")
+        (numel,) = struct.unpack("<q", header)
+        if numel != storage.numel or numel < 0:
+            raise ValueError(f"{path}: storage {key} holds {numel} elements; its tensors declared {storage.numel}.")
         nbytes = numel * storage.dtype.itemsize
         buf = f.read(nbytes)
         if len(buf) != nbytes:
@@ -152,4 +176,7 @@ def read_torch_legacy(path):
         storage.array = np.frombuffer(buf, dtype=storage.dtype.newbyteorder("<")).astype(storage.dtype)
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}.")
-    return {name: t.materialize() if isinstance(t, _LazyTensor) else t for name, t in obj.items()}
+    try:
+        return {name: t.materialize(name) if isinstance(t, _LazyTensor) else t for name, t in obj.items()}
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e

@@ -93,7 +93,7 @@ def test_user_videos_join_the_gallery(tiny_quickstart, monkeypatch, tmp_path):
     assert "and 1 of your own" in at.caption[0].value
     at.text_input(key="query").set_value("cars and bikes on a city street").run()
     assert_no_traceback(at)
-    assert "`videos/street.mp4`" in [m.value for m in at.markdown if m.value.startswith("**")][0]
+    assert "videos/street.mp4" in [m.value for m in at.markdown if m.value.startswith("**")][0]
 
 
 def test_search_both_ways(app):
@@ -114,7 +114,7 @@ def test_model_page(app):
     signatures = app.dataframe[0].value
     assert set(signatures["signature"]) >= {"serving_default", "classify_jpeg", "embed_video", "embed_text", "search"}
     text = " ".join(m.value for m in app.markdown)
-    assert "8 labels" in text and "move_left" in text and "| test |" in text
+    assert "8 labels" in text and "move\\_left" in text and "| test |" in text
 
 
 def test_no_export_tells_you_to_run_the_quickstart(tmp_path, monkeypatch):
@@ -124,18 +124,40 @@ def test_no_export_tells_you_to_run_the_quickstart(tmp_path, monkeypatch):
     assert "kmm quickstart" in messages(at, "error")[0]
 
 
-def test_unreachable_tf_serving_is_a_message(app):
-    app.sidebar.radio(key="backend").set_value("TF Serving (REST)").run()
-    app.sidebar.text_input(key="url").set_value("http://127.0.0.1:9").run()
+def test_unreachable_tf_serving_is_a_message(tiny_quickstart, monkeypatch):
+    monkeypatch.setenv("KMM_DEMO_MODEL", "http://127.0.0.1:9")
+    app = AppTest.from_file(str(APP), default_timeout=120).run()
     assert_no_traceback(app)
     assert "unreachable" in messages(app, "error")[0]
 
 
-def test_tf_serving_rest_backend(app, tiny_quickstart):
+def test_a_browser_user_cannot_type_a_path_or_url(app):
+    """Local: only the exports offered; no URL box unless the operator started it with one."""
+    assert not app.sidebar.text_input and "backend" not in [r.key for r in app.sidebar.radio]
+    assert all(str(o) for o in app.sidebar.selectbox(key="export").options)
+
+
+def test_texts_from_users_and_data_sets_render_as_text_not_markdown():
+    import re
+    import sys
+
+    sys.path.insert(0, str(APP.parent))
+    from demo_pages.common import plain
+
+    hostile = "![tracker](http://evil.example/x.png) [click](http://evil.example) **bold** `code` <b>"
+    escaped = plain(hostile)
+    assert not re.search(r"(?<!\\)[!\[\]()*`<]", escaped.replace("\\\\", "")), escaped
+    assert escaped.replace("\\", "") == hostile  # nothing lost, only escaped
+
+
+def test_tf_serving_rest_backend(tiny_quickstart, monkeypatch):
     from tests.serving.fake_tf_serving import FakeTFServing
 
     with FakeTFServing(tiny_quickstart[1].parent) as server:
-        app.sidebar.radio(key="backend").set_value("TF Serving (REST)").run()
-        app.sidebar.text_input(key="url").set_value(server.rest_url).run()
+        monkeypatch.setenv("KMM_DEMO_MODEL", server.rest_url)
+        app = AppTest.from_file(str(APP), default_timeout=120).run()
+        app.sidebar.text_input(key="model_name").set_value("../../x").run()
+        assert "Model name: letters" in messages(app, "error")[0]
+        app.sidebar.text_input(key="model_name").set_value("kmm").run()
         assert_no_traceback(app)
         assert "for " in messages(app, "success")[0]

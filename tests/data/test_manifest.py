@@ -103,3 +103,17 @@ def test_required_columns(tmp_path):
     assert [r.video.rsplit("/", 1)[1] for r in rows] == ["a.mp4"]
     assert [s.reason for s in report.skipped] == ["empty_caption", "empty_caption"]
     assert len(read_manifest(path)) == 3, "captions are optional unless required"
+
+
+def test_a_bom_header_and_an_oversized_cell_are_clear(tmp_path):
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes("\ufeffvideo,label\na.mp4,x\n".encode())
+    assert [r.label for r in read_manifest(bom)] == ["x"]  # the BOM is not part of 'video'
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("file,label\na.mp4,x\n")
+    with pytest.raises(ManifestError, match="needs a header with a 'video' column; found 'file', 'label'"):
+        read_manifest(wrong)
+    huge = tmp_path / "huge.csv"
+    huge.write_text('video,caption\na.mp4,"' + "x" * 200_000 + '"\n')
+    with pytest.raises(ManifestError, match="line 2: not readable as CSV: field larger than field limit"):
+        read_manifest(huge)

@@ -104,3 +104,55 @@ def test_seek_cost_accounts_for_opencv_backing_off_16_frames():
     # A seek just past a keyframe still backs off to the previous one: grab instead.
     # (105 - 16 = 89 lands on keyframe 0, so seeking costs more than reading from the start.)
     assert plan_reads([105], keys) == [(105, "grab")]
+
+
+HOSTILE_DECODE = """
+import json, resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))
+from kmm.data.video_io import VideoDecodeError, read_frames
+out = {}
+for path in sys.argv[1:]:
+    start = time.perf_counter()
+    try:
+        read_frames(path, [0], size=32)
+        out[path] = ["decoded", time.perf_counter() - start]
+    except VideoDecodeError as e:
+        out[path] = [e.reason, time.perf_counter() - start]
+peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps({"results": out, "peak_rss_mb": int(peak) // 1024}))
+"""
+
+
+def _gif_claiming(path, width, height):
+    """A valid 16 x 16 GIF whose logical screen claims `width` x `height` (a few hundred bytes)."""
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(path, format="GIF")
+    data = bytearray(path.read_bytes())
+    data[6:10] = width.to_bytes(2, "little") + height.to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_huge_canvases_and_elongated_frames_are_refused_before_decoding(tmp_path):
+    """In a subprocess under a 2 GiB address-space limit: each file is refused, quickly."""
+    import json
+    import subprocess
+    import sys
+
+    bomb = _gif_claiming(tmp_path / "bomb.gif", 16000, 16000)  # would decode to 768 MB a frame
+    strip = tmp_path / "strip.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=16x1024:rate=5", "-frames:v", 2, "-c:v", "libx264", strip)
+    run = subprocess.run([sys.executable, "-c", HOSTILE_DECODE, str(bomb), str(strip)], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    assert out["results"][str(bomb)][0] == "too_large" and out["results"][str(strip)][0] == "aspect"
+    assert all(seconds < 2 for _, seconds in out["results"].values()), out
+    print("hostile videos:", json.dumps(out))
+
+
+def test_decoding_past_its_deadline_is_a_timeout(tmp_path):
+    clip = write_cv2(tmp_path / "clip.avi", index_frames(20), fourcc="MJPG")
+    with pytest.raises(VideoDecodeError) as e:
+        read_frames(clip, [0, 19], deadline_s=0.0)
+    assert e.value.reason == "timeout" and "over 0 s" in str(e.value)
+    assert read_frames(clip, [0, 19]).shape[0] == 2  # the default deadline is ample

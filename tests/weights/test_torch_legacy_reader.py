@@ -149,3 +149,46 @@ def test_real_efficientnet_lite0_file():
     assert state["_fc.weight"].shape == (1000, 1280)
     n_params = sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
     assert n_params == 4_694_024  # weights + BN statistics; equals the Keras port's count_params()
+
+
+CRAFTED = """
+import sys
+from kmm.weights import read_torch_legacy
+try:
+    read_torch_legacy(sys.argv[1])
+except ValueError as e:
+    print("refused:", e)
+"""
+
+
+@pytest.mark.parametrize(
+    "layout, problem",
+    [
+        ({"w": ("0", 1 << 40, (4,), (1,))}, "reaches element"),  # offset far past the storage
+        ({"w": ("0", 0, (1 << 20, 1 << 20), (1 << 30, 1))}, "reaches element"),  # strides into the heap
+        ({"w": ("0", 20, (5,), (1,))}, "reaches element 24 of a storage of 24"),  # one past the end
+        ({"w": ("0", -1, (2,), (1,))}, "invalid view"),
+        ({"w": ("0", 0, (2, 2), (1,))}, "invalid view"),
+    ],
+)
+def test_views_outside_their_storage_are_refused_in_a_subprocess(tmp_path, layout, problem):
+    """Each file would make `as_strided` read heap memory (or segfault) without the bounds check."""
+    import subprocess
+
+    path = tmp_path / "crafted.pth"
+    write_legacy(path, {"0": np.arange(24, dtype=np.float32)}, layout)
+    run = subprocess.run([sys.executable, "-c", CRAFTED, str(path)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]  # no segfault (-11), no traceback
+    assert "refused:" in run.stdout and problem in run.stdout, run.stdout
+
+
+def test_storage_sizes_must_agree_with_the_declared_ones(tmp_path):
+    path = tmp_path / "m.pth"
+    write_legacy(path, {"0": np.arange(6, dtype=np.float32)}, {"w": ("0", 0, (6,), (1,))})
+    raw = bytearray(path.read_bytes())
+    count = raw.rindex(struct.pack("<q", 6))
+    raw[count : count + 8] = struct.pack("<q", 1 << 40)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="holds 1099511627776 elements; its tensors declared 6"):
+        read_torch_legacy(path)
