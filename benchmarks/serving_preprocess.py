@@ -62,7 +62,9 @@ def main():
         ]:
             graph = tf.function(lambda v, fn=fn: fn(v, num_frames, size))
             row[f"{name} ms"] = round(timed(graph, x, args.repeats), 1)
-            row[f"{name} float32 MB at once (from shapes)"] = round(frames_at_once * (h * w * 3 * 4 + resized) / 2**20, 1)
+            row[f"{name} float32 MB at once (from shapes)"] = round(
+                frames_at_once * (h * w * 3 * 4 + resized) / 2**20, 1
+            )
         rows.append(row)
         print(json.dumps(row))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
