@@ -126,7 +126,7 @@ def _cmd_data_manifest(args):
             raise ValueError("an MSR-VTT JSON needs --videos DIR (the folder of its <video_id>.mp4 files)")
         rows = M.from_msrvtt(source, args.videos)
     elif source.exists():
-        rows = M.read_manifest(source)
+        rows = M.read_manifest(source, video_root="/")  # converting only: nothing is read from the videos
     else:
         raise FileNotFoundError(f"{source}: no such folder or file")
     rows = M.assign_splits(rows, args.val, args.test, args.seed)
@@ -135,7 +135,14 @@ def _cmd_data_manifest(args):
     labels = sorted({r.label for r in rows if r.label})
     print(f"{out}: {len(rows)} rows ({', '.join(f'{s} {n}' for s, n in sorted(counts.items()))}), "
           f"{len(labels)} labels" + (f": {', '.join(labels[:20])}" if labels else ""))  # fmt: skip
-    print(f"next: kmm data check {out}   then   kmm train --config run.json (see the README: your own videos)")
+    outside = [r.video for r in rows if not Path(r.video).resolve().is_relative_to(Path(out).parent.resolve())]
+    root = ""
+    if outside:
+        root = os.path.commonpath([str(Path(r.video).resolve().parent) for r in rows])
+        print(f"note: {len(outside)} of the videos are outside {Path(out).parent}/, so training skips them unless "
+              f'the run config says "video_root": "{root}" (and: kmm data check {out} --video-root {root})')  # fmt: skip
+    check = f"kmm data check {out}" + (f" --video-root {root}" if root else "")
+    print(f"next: {check}   then   kmm train --config run.json (see the README: your own videos)")
     return 0
 
 
@@ -196,7 +203,7 @@ def _cmd_data_check(args):
     from kmm.data.check import check_manifest
     from kmm.data.pipeline import DataConfig
 
-    config = DataConfig(num_frames=args.num_frames, frame_size=args.frame_size)
+    config = DataConfig(num_frames=args.num_frames, frame_size=args.frame_size, video_root=args.video_root)
     labels = args.labels.split(",") if args.labels else None
     report = check_manifest(args.manifest, config, label_names=labels, strict=args.strict)
     print(report.summary())
@@ -336,6 +343,8 @@ def build_parser():
     check.add_argument("--labels", help="Comma-separated allowed labels; others are reported as unknown_label.")
     check.add_argument("--strict", action="store_true", help="Stop at the first bad row with its error.")
     check.add_argument("--report", help="Where to write the JSON/CSV report (default: MANIFEST.check.json).")
+    check.add_argument("--video-root", help="Folder every video must be in (default: the manifest's folder; rows "
+                                            "outside it are skipped as outside_root). '/' allows any path.")  # fmt: skip
     check.set_defaults(func=_cmd_data_check)
 
     embed = sub.add_parser("embed-text", help="Embed sentences and print their cosine similarities.")

@@ -80,6 +80,21 @@ def test_data_manifest_needs_videos_for_msrvtt(tmp_path, capsys):
     assert "needs --videos" in capsys.readouterr().err
 
 
+def test_data_manifest_says_which_video_root_training_needs(tmp_path, capsys):
+    from kmm.data.manifest import read_manifest
+
+    for label in ("jump", "run"):
+        (tmp_path / "clips" / label).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "clips" / label / f"{i}.mp4").write_bytes(b"x")
+    out = tmp_path / "manifests" / "m.csv"  # not next to the videos
+    assert main(["data", "manifest", str(tmp_path / "clips"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"6 of the videos are outside {out.parent}/" in printed
+    assert f'"video_root": "{tmp_path / "clips"}"' in printed
+    assert read_manifest(out) == [] and len(read_manifest(out, video_root=tmp_path / "clips")) == 6
+
+
 def test_a_full_disk_is_a_one_line_error(monkeypatch, capsys):
     import errno
 

@@ -22,7 +22,7 @@ def check_manifest(path, config=DataConfig(), label_names=None, strict=False, pr
       skipped     1  missing
     """
     report = DataReport()
-    rows = read_manifest(path, report, label_names=label_names, strict=strict)
+    rows = read_manifest(path, report, label_names=label_names, strict=strict, video_root=config.video_root)
     usable = probe_rows(rows, report, strict=strict)
     for row, info in tqdm(usable, desc=f"check {Path(path).name}", unit="clip", disable=not progress):
         try:

@@ -77,12 +77,13 @@ def _raw_records(path):
             raise ManifestError(f"{path}: unknown manifest format {suffix!r}; use .csv or .jsonl")
 
 
-def read_manifest(path, report=None, label_names=None, strict=False, require=()):
+def read_manifest(path, report=None, label_names=None, strict=False, require=(), video_root=None):
     """Reads and validates a manifest; bad rows are skipped and recorded in `report`.
 
     Row checks: missing `video`, non-UTF-8 or overlong (> 2000 chars) text fields, empty
     `require`d fields (e.g. `caption` for retrieval training), a label outside
-    `label_names` (when given), and exact duplicate rows.
+    `label_names` (when given), a video outside `video_root` (`outside_root`), and exact
+    duplicate rows.
 
     Args:
         path: str or Path. A `.csv` or `.jsonl` manifest.
@@ -90,6 +91,10 @@ def read_manifest(path, report=None, label_names=None, strict=False, require=())
         label_names: list of str or None. Allowed labels; others are `unknown_label`.
         strict: bool. Raise on the first bad row instead of skipping it.
         require: iterable of column names that must be non-empty (e.g. `("caption",)`).
+        video_root: str, Path or None. Every video must be inside this folder once `..` and
+            symbolic links are resolved, so a manifest from elsewhere cannot make kmm read
+            (and the demo show) other files of this machine. Defaults to the manifest's own
+            folder; `"/"` allows any path.
 
     Returns:
         list of `Row` with absolute video paths.
@@ -97,6 +102,7 @@ def read_manifest(path, report=None, label_names=None, strict=False, require=())
     path = Path(path)
     report = report if report is not None else DataReport()
     base = path.parent.resolve()
+    root = Path(video_root).expanduser().resolve() if video_root is not None else base
     allowed = set(label_names) if label_names is not None else None
     rows, seen = [], set()
     for index, record in enumerate(_raw_records(path)):
@@ -124,13 +130,16 @@ def read_manifest(path, report=None, label_names=None, strict=False, require=())
         if not problem:
             video_path = Path(video) if Path(video).is_absolute() else base / video
             fields[specs.VIDEO] = str(video_path)
+            if not video_path.resolve().is_relative_to(root):
+                problem = ("outside_root", f"resolves to {video_path.resolve()}, outside the video root {root}")
             key = tuple(fields[c] for c in specs.MANIFEST_COLUMNS)
             if key in seen:
                 problem = ("duplicate_row", "identical to an earlier row")
             seen.add(key)
         if problem:
             if strict:
-                raise ManifestError(f"{path}: row {index}: {problem[0]}: {problem[1]}")
+                hint = " (set the video root to a folder that holds it)" if problem[0] == "outside_root" else ""
+                raise ManifestError(f"{path}: row {index}: {problem[0]}: {problem[1]}{hint}")
             report.skip(index, video, *problem)
             continue
         rows.append(Row(index=index, **fields))

@@ -36,6 +36,7 @@ class DataConfig:
     batch_size: int = 16
     seed: int = 0
     cache: bool = False  # keep decoded clips in memory after the first epoch (evaluation sampling only)
+    video_root: str | None = None  # videos must be inside it (default: the manifest's folder); see read_manifest
 
 
 TINY = DataConfig(num_frames=4, frame_size=32, batch_size=4)
@@ -166,7 +167,8 @@ def dataset_from_manifest(
     from kmm.data.manifest import read_manifest
 
     report = DataReport()
-    rows = read_manifest(path, report, label_names=label_names, strict=strict, require=require)
+    rows = read_manifest(path, report, label_names=label_names, strict=strict, require=require,
+                         video_root=config.video_root)  # fmt: skip
     if split is not None:
         other = [r for r in rows if r.split != split]
         rows = [r for r in rows if r.split == split]

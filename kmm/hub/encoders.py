@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from kmm import specs
 from kmm.hub.conventions import UNIT, text_convention, video_convention
+from kmm.hub.handles import check_keras_config
 from kmm.hub.hub_layer import HubLayer
 
 
@@ -91,6 +92,11 @@ class VideoEncoder(keras.layers.Layer):
         config.update(handle=self.handle, convention=self.convention)
         return config
 
+    @classmethod
+    def from_config(cls, config):
+        check_keras_config(config)
+        return cls(**config)
+
 
 @keras.saving.register_keras_serializable(package="kmm")
 class TextEncoder(keras.layers.Layer):
@@ -140,3 +146,8 @@ class TextEncoder(keras.layers.Layer):
         config = super().get_config()
         config.update(handle=self.handle, convention=self.convention, preprocessor=self.preprocessor)
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        check_keras_config(config)
+        return cls(**config)

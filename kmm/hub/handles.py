@@ -18,6 +18,39 @@ import tensorflow_text  # noqa: F401  (registers the text ops that text encoders
 from kmm import specs
 
 log = logging.getLogger(__name__)
+TRUST_ENV = "KMM_TRUST_REMOTE_HANDLES"
+
+
+def is_remote(handle):
+    """True for a handle `hub.load` would fetch from the network (not `kmm://`, not a path)."""
+    handle = os.fspath(handle)
+    return "://" in handle and not handle.startswith(specs.HANDLE_SCHEME)
+
+
+def check_stored_handle(handle, source):
+    """Refuses a network handle that came from a file (`source`: a `.keras` model, a run folder).
+
+    `hub.load` downloads a SavedModel and runs its graph, so a file should not be able to
+    make kmm do that on its own. `$KMM_TRUST_REMOTE_HANDLES=1` allows it (as
+    `keras.models.load_model(..., safe_mode=False)` does for a `.keras` file).
+    """
+    if is_remote(handle) and os.environ.get(TRUST_ENV) != "1":
+        raise ValueError(
+            f"{source} asks to load the encoder {handle!r} from the network, which downloads and runs its graph. "
+            f"If you trust {source}, set {TRUST_ENV}=1 (for a .keras file, or load it with safe_mode=False)."
+        )
+
+
+def check_keras_config(config, source="a saved Keras model"):
+    """`check_stored_handle` on a layer config's handles while Keras deserializes in safe mode."""
+    try:
+        from keras.src.saving.serialization_lib import in_safe_mode
+    except ImportError:  # pragma: no cover  (a Keras without it: treat every load as safe mode)
+        in_safe_mode = lambda: True  # noqa: E731
+    if in_safe_mode():
+        for key in ("handle", "preprocessor"):
+            if config.get(key):
+                check_stored_handle(config[key], source)
 
 
 def resolve_handle(handle, build=True):

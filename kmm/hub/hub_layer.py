@@ -12,7 +12,7 @@ import re
 import keras
 import tensorflow as tf
 
-from kmm.hub.handles import load_module
+from kmm.hub.handles import check_keras_config, load_module
 
 
 def _keras_name(variable, index):
@@ -137,3 +137,8 @@ class HubLayer(keras.layers.Layer):
             handle=self.handle, signature=self.signature, input_key=self.input_key, output_key=self.output_key
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        check_keras_config(config)  # a network handle in a .keras file: only outside safe mode
+        return cls(**config)

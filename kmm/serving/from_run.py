@@ -35,7 +35,7 @@ def gallery_from_features(parts, feature_dir, split="test"):
         raise FileNotFoundError(f"{feature_dir}: no cached features for split {split!r} ({path.name}).")
     arrays = load_features(path)
     manifest = Path(json.loads((feature_dir / "features.json").read_text())["signature"]["manifest"])
-    rows = {r.index: r for r in read_manifest(manifest)}
+    rows = {r.index: r for r in read_manifest(manifest, video_root="/")}  # the rows the features hold
     embeddings = parts.video_tower.predict(arrays[VIDEO_FEATURES], batch_size=256, verbose=0)[specs.VIDEO_EMBEDDING]
     ids, videos, captions, keep, seen = [], [], [], [], set()
     for i, row_index in enumerate(arrays[specs.ROW].tolist()):

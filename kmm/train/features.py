@@ -41,7 +41,7 @@ def _content_digest(manifest):
     from kmm.data.manifest import read_manifest
 
     digest = hashlib.sha256(Path(manifest).read_bytes())
-    for row in read_manifest(manifest):
+    for row in read_manifest(manifest, video_root="/"):  # every row: which ones are used is keyed separately
         try:
             stat = os.stat(row.video)
             digest.update(f"{row.video}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
@@ -66,9 +66,10 @@ def _encoder_identity(handle):
     return file_sha256(folder / "saved_model.pb")
 
 
-def _signature(config, manifest):
+def _signature(config, manifest, video_root=None):
     return {
         "manifest": str(Path(manifest).resolve()),
+        "video_root": None if video_root is None else str(Path(video_root).resolve()),
         "content": _content_digest(manifest),
         "encoder_builds": [_encoder_identity(config.frame_encoder), _encoder_identity(config.text_encoder)],
         "frame_encoder": config.frame_encoder,
@@ -100,7 +101,7 @@ def encode_texts(text_encoder, texts, max_tokens, batch_size=64):
 
 
 def extract_features(manifest, config, out_dir, splits, batch_size=32, force=False, progress=True, encoders=None,
-                     reverse_caption=None, caption_group=None):  # fmt: skip
+                     reverse_caption=None, caption_group=None, video_root=None):  # fmt: skip
     """Writes `out_dir/<split>.npz` for each split; returns `{split: (path, DataReport)}`.
 
     `encoders`: optional `(video_encoder, text_encoder)` layers to use instead of fresh ones
@@ -112,13 +113,15 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
     same thing share (e.g. `kmm.data.synth.vocab.caption_content`), cached as
     `caption_group` (and `reversed_caption_group`): such clips are not each other's
     negatives in training (`features_dataset`). Without it, equal captions form a group.
+    `video_root`: the folder every video must be in (`kmm.data.manifest.read_manifest`;
+    default: the manifest's folder).
     """
     from kmm.models.builder import make_encoders
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_path = out_dir / "features.json"
-    signature = _signature(config, manifest)
+    signature = _signature(config, manifest, video_root)
     for name, function in (("reverse_caption", reverse_caption), ("caption_group", caption_group)):
         if function is not None:
             signature[name] = f"{function.__module__}.{function.__qualname__}"
@@ -130,7 +133,7 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
     meta_path.unlink(missing_ok=True)  # no marker while the files are being rewritten
     video_encoder, text_encoder = encoders or make_encoders(config)
     video_fn = tf.function(lambda frames: video_encoder(frames)[specs.VIDEO_TOKENS], reduce_retracing=True)
-    data_config = DataConfig(config.num_frames, config.frame_size, batch_size=batch_size)
+    data_config = DataConfig(config.num_frames, config.frame_size, batch_size=batch_size, video_root=video_root)
     results = {}
     for split in splits:
         require = ("caption",) if "retrieval" in config.tasks else ()

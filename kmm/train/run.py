@@ -11,6 +11,8 @@ The config file:
 }
 ```
 
+`"video_root"` (optional) is the folder every video must be in; it defaults to the
+manifest's folder, and rows outside it are skipped as `outside_root`.
 `model` takes any `ModelConfig` field (plus `preset`: `default`, `i3d` for real video,
 `tiny`); `labels` default to the sorted labels of the manifest's train split, `tasks` to
 classification (if the train rows have labels) and retrieval (if they have captions). `train` takes any `TrainConfig` field. Splits are `train`,
@@ -76,7 +78,8 @@ def train_from_config(data, verbose=1):
 
     manifest = Path(data["manifest"]).resolve()
     run_dir = Path(data.get("run_dir", "runs/" + manifest.parent.name)).resolve()
-    rows = read_manifest(manifest)
+    video_root = Path(data["video_root"]).resolve() if data.get("video_root") else None
+    rows = read_manifest(manifest, video_root=video_root)
     splits = sorted({r.split for r in rows if r.split})
     if "train" not in splits or "val" not in splits:
         raise ValueError(f"{manifest}: needs 'train' and 'val' rows in its split column, found {splits}")
@@ -90,16 +93,18 @@ def train_from_config(data, verbose=1):
         feature_dim, text_dim = _encoder_dims(config)
         parts = build_parts(config, feature_dim, text_dim)
         lr = train_config.learning_rate
-        models, _ = train_end_to_end(parts, manifest, train_config, run_dir, train_config.epochs, lr, verbose)
+        models, _ = train_end_to_end(parts, manifest, train_config, run_dir, train_config.epochs, lr, verbose,
+                                     video_root)  # fmt: skip
         save_run(run_dir, parts, feature_dim, text_dim, train_config)
     else:
-        paths = feats.extract_features(manifest, config, feature_dir, ordered, progress=verbose > 0)
+        paths = feats.extract_features(manifest, config, feature_dir, ordered, progress=verbose > 0,
+                                       video_root=video_root)  # fmt: skip
         arrays = {s: feats.load_features(paths[s][0]) for s in ordered}
         parts, _ = train_on_features(config, arrays["train"], arrays["val"], train_config, run_dir, verbose)
         if train_config.finetune_epochs:
             lr = train_config.finetune_learning_rate
             models, _ = train_end_to_end(
-                parts, manifest, train_config, run_dir, train_config.finetune_epochs, lr, verbose
+                parts, manifest, train_config, run_dir, train_config.finetune_epochs, lr, verbose, video_root
             )
             save_run(run_dir, parts, *_encoder_dims(config), train_config)
     if models is not None:
@@ -108,7 +113,8 @@ def train_from_config(data, verbose=1):
         models.trainer.save(run_dir / "end_to_end.keras")
         feature_dir = run_dir / "features-finetuned"
         encoders = (models.video_encoder, models.text_encoder)
-        paths = feats.extract_features(manifest, config, feature_dir, ordered, progress=verbose > 0, encoders=encoders)
+        paths = feats.extract_features(manifest, config, feature_dir, ordered, progress=verbose > 0, encoders=encoders,
+                                       video_root=video_root)  # fmt: skip
     arrays = {s: feats.load_features(paths[s][0]) for s in ordered}
     (run_dir / "features.txt").write_text(str(feature_dir) + "\n")
     histories = [run_dir / "history_stage1.csv", run_dir / "history_stage2.csv"]

@@ -181,11 +181,12 @@ def train_on_features(config, train_arrays, val_arrays, train_config, run_dir, v
     return parts, history
 
 
-def _raw_dataset(manifest, config, split, batch_size, training, seed):
+def _raw_dataset(manifest, config, split, batch_size, training, seed, video_root=None):
     from kmm.data.pipeline import DataConfig, dataset_from_manifest
 
     sampling = "random_segment" if training else "uniform"
-    data_config = DataConfig(config.num_frames, config.frame_size, sampling, batch_size=batch_size, seed=seed)
+    data_config = DataConfig(config.num_frames, config.frame_size, sampling, batch_size=batch_size, seed=seed,
+                             video_root=video_root)  # fmt: skip
     require = ("caption",) if "retrieval" in config.tasks else ()
     ds, report = dataset_from_manifest(
         manifest, list(config.labels), data_config, training=training, split=split, require=require
@@ -202,16 +203,18 @@ def _raw_dataset(manifest, config, split, batch_size, training, seed):
     return ds.map(to_xy), report
 
 
-def train_end_to_end(parts, manifest, train_config, run_dir, epochs, learning_rate, verbose=1):
+def train_end_to_end(parts, manifest, train_config, run_dir, epochs, learning_rate, verbose=1, video_root=None):
     """Stage 2 (or joint training): encoders trainable, raw frames and strings in.
 
+    `video_root`: the folder every video must be in (default: the manifest's folder).
     Returns the `EndToEnd` models and the history.
     """
     keras.utils.set_random_seed(train_config.seed)
     config = parts.config
     models = build_end_to_end(parts, trainable_encoders=True)
-    train_ds, report = _raw_dataset(manifest, config, "train", train_config.batch_size, True, train_config.seed)
-    val_ds, _ = _raw_dataset(manifest, config, "val", train_config.batch_size, False, train_config.seed)
+    train_ds, report = _raw_dataset(manifest, config, "train", train_config.batch_size, True, train_config.seed,
+                                    video_root)  # fmt: skip
+    val_ds, _ = _raw_dataset(manifest, config, "val", train_config.batch_size, False, train_config.seed, video_root)
     # Steps from the probe's count: iterating the dataset to count would decode every clip once more.
     per_epoch = max(1, math.ceil(report.rows_used / train_config.batch_size))
     warmup = train_config.warmup_epochs * per_epoch
@@ -244,6 +247,10 @@ def load_run(run_dir):
     if not (run_dir / "model.weights.h5").exists():
         raise FileNotFoundError(f"{run_dir}: no trained model (model.weights.h5); run `kmm train` first.")
     config = ModelConfig.from_json((run_dir / "config.json").read_text())
+    from kmm.hub.handles import check_stored_handle
+
+    for handle in (config.frame_encoder, config.text_encoder):
+        check_stored_handle(handle, f"the run folder {run_dir}")
     meta = json.loads((run_dir / "run.json").read_text())
     parts = build_parts(config, meta["feature_dim"], meta["text_dim"])
     model = build_feature_model(parts, meta["feature_dim"], meta["text_dim"])

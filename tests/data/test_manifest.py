@@ -18,7 +18,7 @@ def test_csv_round_trip_and_relative_paths(tmp_path):
         path = write_manifest(rows, tmp_path / f"m{suffix}")
         if suffix == ".csv":
             assert "v/a.mp4" in path.read_text() and str(tmp_path) not in path.read_text()
-        back = read_manifest(path)
+        back = read_manifest(path, video_root="/")  # /abs/b.mp4 is outside the manifest's folder
         assert [(r.video, r.caption, r.label, r.split) for r in back] == [
             (str(tmp_path / "v" / "a.mp4"), "a cat", "run", "train"),
             ("/abs/b.mp4", "", "", "test"),
@@ -117,3 +117,20 @@ def test_a_bom_header_and_an_oversized_cell_are_clear(tmp_path):
     huge.write_text('video,caption\na.mp4,"' + "x" * 200_000 + '"\n')
     with pytest.raises(ManifestError, match="line 2: not readable as CSV: field larger than field limit"):
         read_manifest(huge)
+
+
+def test_videos_outside_the_video_root_are_skipped_and_listed(tmp_path):
+    """A manifest from elsewhere cannot point kmm at other files of the machine."""
+    (tmp_path / "data" / "clips").mkdir(parents=True)
+    (tmp_path / "secret.mp4").write_bytes(b"x")
+    (tmp_path / "data" / "clips" / "link.mp4").symlink_to(tmp_path / "secret.mp4")
+    manifest = tmp_path / "data" / "manifest.csv"
+    manifest.write_text(f"video\nclips/a.mp4\n../secret.mp4\n{tmp_path / 'secret.mp4'}\nclips/link.mp4\n")
+    report = DataReport()
+    rows = read_manifest(manifest, report)
+    assert [r.video for r in rows] == [str(tmp_path / "data" / "clips" / "a.mp4")]
+    assert sorted(s.reason for s in report.skipped) == ["outside_root"] * 3
+    assert "outside the video root" in report.skipped[0].detail
+    assert len(read_manifest(manifest, video_root=tmp_path)) == 4  # a root that holds them allows them
+    with pytest.raises(ManifestError, match="row 1: outside_root: .*set the video root"):
+        read_manifest(manifest, strict=True)

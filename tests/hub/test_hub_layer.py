@@ -52,6 +52,43 @@ def test_keras_round_trip_keeps_fine_tuned_weights(tiny_encoders, tmp_path):
     assert reloaded.get_layer("hub").get_config()["handle"] == "kmm://tiny-text"
 
 
+def test_a_keras_file_cannot_make_kmm_download_a_module(tiny_encoders, tmp_path, monkeypatch):
+    """A network handle stored in a .keras file is refused in Keras' safe mode (the default)."""
+    import json
+    import zipfile
+
+    model, _ = _text_classifier(trainable=False)
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(files["config.json"])
+    hub = next(layer for layer in config["config"]["layers"] if layer["config"]["name"] == "hub")
+    hub["config"]["handle"] = "https://evil.example/module"
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "evil.keras", "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    with pytest.raises(ValueError, match="from the network.*safe_mode=False"):
+        keras.models.load_model(tmp_path / "evil.keras")
+
+
+def test_a_run_folder_cannot_make_kmm_download_a_module(tiny_encoders, tmp_path, monkeypatch):
+    import json
+
+    from kmm.train.trainer import load_run, save_run
+    from tests.serving.conftest import tiny_parts
+
+    parts = tiny_parts()
+    save_run(tmp_path, parts, 64 * 16, 32)  # the tiny encoders: 64 cells x 16 channels, 32-d text
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["text_encoder"] = "https://evil.example/module"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="KMM_TRUST_REMOTE_HANDLES=1"):
+        load_run(tmp_path)
+    monkeypatch.setenv("KMM_TRUST_REMOTE_HANDLES", "1")
+    assert load_run(tmp_path).config.text_encoder == "https://evil.example/module"  # trusted: loads
+
+
 def test_export_round_trip_in_fresh_process(tiny_encoders, tmp_path):
     model, _ = _text_classifier(trainable=True)
     model.export(tmp_path / "export", verbose=False)
