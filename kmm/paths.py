@@ -1,7 +1,10 @@
-"""Where kmm keeps what it builds (`$KMM_HOME`, default `~/.cache/kmm`), and file checksums."""
+"""Where kmm keeps what it builds (`$KMM_HOME`, default `~/.cache/kmm`); file checksums and
+crash-safe file replacement."""
 
+import contextlib
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 
@@ -13,6 +16,25 @@ def kmm_home():
 def encoders_dir():
     """Directory holding the built offline encoders, one SavedModel per folder."""
     return kmm_home() / "encoders"
+
+
+@contextlib.contextmanager
+def replacing(path):
+    """Yields a temporary path next to `path`, renamed onto `path` when the block succeeds
+    and removed when it fails: readers see the old file or the new one, never part of one.
+
+    Example:
+
+    >>> with replacing(tmp_path / "items.json") as tmp:  # doctest: +SKIP
+    ...     tmp.write_text("{}")
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def file_sha256(path, chunk=1 << 20):

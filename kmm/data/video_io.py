@@ -108,7 +108,7 @@ def _gif_screen(path):
     return None
 
 
-def check_frame_size(path, width, height, max_pixels=MAX_FRAME_PIXELS, max_aspect=MAX_ASPECT):
+def check_frame_size(path, width, height):
     """Raises `VideoDecodeError` (`too_large` or `aspect`) for frames kmm will not decode.
 
     A frame costs width x height x 3 bytes decoded (and more as floats), so a few-KB file
@@ -117,10 +117,12 @@ def check_frame_size(path, width, height, max_pixels=MAX_FRAME_PIXELS, max_aspec
     """
     if not (width and height):
         return
-    if width * height > max_pixels:
-        raise VideoDecodeError(path, "too_large", f"{width}x{height} frames; the cap is {max_pixels} pixels a frame")
-    if max(width, height) > max_aspect * min(width, height):
-        raise VideoDecodeError(path, "aspect", f"{width}x{height} frames; the cap is {max_aspect:g}:1")
+    if width * height > MAX_FRAME_PIXELS:
+        raise VideoDecodeError(
+            path, "too_large", f"{width}x{height} frames; the cap is {MAX_FRAME_PIXELS} pixels a frame"
+        )
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise VideoDecodeError(path, "aspect", f"{width}x{height} frames; the cap is {MAX_ASPECT:g}:1")
 
 
 def plan_reads(indices, keyframes):

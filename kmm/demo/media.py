@@ -4,7 +4,6 @@ import hashlib
 import io
 import os
 import tempfile
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +71,6 @@ def preview(path, num_frames=12, size=128):
     cached = paths.kmm_home() / "demo" / "previews" / f"{key}.gif"
     if not cached.exists():
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
-        tmp.write_bytes(gif_bytes(clip_frames(path, num_frames, size)))
-        os.replace(tmp, cached)
+        with paths.replacing(cached) as tmp:  # two users previewing one video each write their own file
+            tmp.write_bytes(gif_bytes(clip_frames(path, num_frames, size)))
     return cached.read_bytes()

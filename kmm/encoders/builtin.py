@@ -65,10 +65,10 @@ class WeightsMismatchError(RuntimeError):
     """A weight file's sha256 is not the pinned one (a different package version, or tampering)."""
 
 
-def weight_file(name, relative, pinned=None):
+def weight_file(name, relative):
     """`package_dir(name) / relative`, after checking its sha256 against `WEIGHT_SHA256`."""
     path = package_dir(name) / relative
-    expected = (pinned or WEIGHT_SHA256)[(name, relative)]
+    expected = WEIGHT_SHA256[(name, relative)]
     if not path.is_file():
         raise MissingWeightsError(f"kmm://{name}: {path} is missing; reinstall {_PACKAGES[name][0]!r}.")
     actual = paths.file_sha256(path)

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from kmm import specs
 from kmm.hub.hub_layer import HubLayer
+from kmm.serving.preprocess import DEFAULT_LIMITS
 
 NAME = "kinetics"
 VIDEO_HANDLE = specs.HANDLE_SCHEME + specs.I3D_KINETICS_400
@@ -188,7 +189,7 @@ def _metadata(config, signatures, gallery, k, name, limits):
 
 
 def export_kinetics(base_dir="saved_models", name=NAME, videos=None, ids=None, captions=None, k=10,
-                    report=None, log=None, progress=True, limits=None):  # fmt: skip
+                    report=None, log=None, progress=True, limits=DEFAULT_LIMITS):  # fmt: skip
     """Writes the zero-shot Kinetics model as `base_dir/name/<next version>/`; returns that path.
 
     Args:
@@ -198,12 +199,9 @@ def export_kinetics(base_dir="saved_models", name=NAME, videos=None, ids=None, c
         ids, captions: lists or None. Gallery ids (default: file names) and captions.
         k: int. Results per `search` query. Defaults to `10`.
         report: `kmm.data.report.DataReport` or None. Records videos that could not be decoded.
-        limits: `kmm.serving.preprocess.Limits` or None (the defaults). Caps on one request.
+        limits: `kmm.serving.preprocess.Limits`. Caps on one request.
     """
     from kmm.serving.export import serving_root, write_export
-    from kmm.serving.preprocess import DEFAULT_LIMITS
-
-    limits = limits or DEFAULT_LIMITS
 
     models, config = build_kinetics()
     gallery = kinetics_gallery(models, config, videos, ids, captions, report, progress) if videos else None

@@ -7,6 +7,7 @@ import numpy as np
 
 from kmm import specs
 from kmm.serving.export import EVAL_DIR, Gallery, export_model
+from kmm.serving.preprocess import DEFAULT_LIMITS
 
 
 def run_encoders(run_dir):
@@ -53,10 +54,10 @@ def gallery_from_features(parts, feature_dir, split="test"):
 
 
 def export_run(run_dir, base_dir="saved_models", name="kmm", gallery_split="test", k=10, towers_dir=None,
-               log=None, limits=None):  # fmt: skip
+               log=None, limits=DEFAULT_LIMITS):  # fmt: skip
     """Exports a run folder; returns the version path. `gallery_split=None`: no `search` signature.
 
-    `limits`: `kmm.serving.preprocess.Limits` or None (the defaults), caps on one request.
+    `limits`: `kmm.serving.preprocess.Limits`, caps on one request.
     """
     from kmm.models.builder import make_encoders
     from kmm.serving.hub_towers import export_towers
@@ -77,7 +78,7 @@ def export_run(run_dir, base_dir="saved_models", name="kmm", gallery_split="test
     evaluation = run_dir / "eval"
     extra = {f"{EVAL_DIR}/{p.name}": p for p in sorted(evaluation.glob("*")) if p.suffix in (".png", ".md", ".json")}
     path = export_model(parts, base_dir, name, gallery=gallery, k=k, metrics=metrics, encoders=encoders,
-                        extra_files=extra, log=log, **({"limits": limits} if limits else {}))  # fmt: skip
+                        extra_files=extra, log=log, limits=limits)  # fmt: skip
     if towers_dir is not None and parts.text_tower is not None:
         towers = export_towers(parts, towers_dir, encoders=encoders)
         if log:

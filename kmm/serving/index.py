@@ -8,13 +8,13 @@ Videos that cannot be decoded are skipped, counted and listed, never silently dr
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from kmm.data.report import DataReport
+from kmm.paths import replacing
 
 INDEX_FILE = "index.faiss"
 ITEMS_FILE = "items.json"
@@ -159,15 +159,14 @@ class VideoIndex:
         # into place, so a killed save never leaves an index that loads with the wrong items.
         (out_dir / ITEMS_FILE).unlink(missing_ok=True)
         (out_dir / CAPTION_INDEX_FILE).unlink(missing_ok=True)
-        tmp = out_dir / f".{os.getpid()}.tmp"
-        faiss.write_index(self.index, str(tmp))
-        os.replace(tmp, out_dir / INDEX_FILE)
+        with replacing(out_dir / INDEX_FILE) as tmp:
+            faiss.write_index(self.index, str(tmp))
         if self.caption_index is not None:
-            faiss.write_index(self.caption_index, str(tmp))
-            os.replace(tmp, out_dir / CAPTION_INDEX_FILE)
+            with replacing(out_dir / CAPTION_INDEX_FILE) as tmp:
+                faiss.write_index(self.caption_index, str(tmp))
         items = {"ids": self.ids, "videos": self.videos, "captions": self.captions, "info": self.info}
-        tmp.write_text(json.dumps(items, default=str) + "\n")
-        os.replace(tmp, out_dir / ITEMS_FILE)
+        with replacing(out_dir / ITEMS_FILE) as tmp:
+            tmp.write_text(json.dumps(items, default=str) + "\n")
         return out_dir
 
     @classmethod

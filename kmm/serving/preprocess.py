@@ -79,13 +79,11 @@ class Limits:
         """`["max_batch=8", ...]` (the command line's `--limit`) -> `Limits`."""
         values = {}
         for item in items or ():
-            name, sep, value = item.partition("=")
+            name, _, value = item.partition("=")
             try:
-                values[name.strip()] = float(value) if sep else None
+                values[name.strip()] = float(value)
             except ValueError:
-                values[name.strip()] = None
-            if values[name.strip()] is None:
-                raise ValueError(f"--limit {item!r}: expected NAME=NUMBER, e.g. max_batch=16.")
+                raise ValueError(f"--limit {item!r}: expected NAME=NUMBER, e.g. max_batch=16.") from None
         return cls.from_json(values)
 
 
@@ -137,6 +135,14 @@ def _checks(tensor, rank, expected, conditions):
     return asserts
 
 
+def _count_caps(limits):
+    """`(condition(shape), problem)` pairs on a request's batch (`shape[0]`) and frames (`shape[1]`)."""
+    return [
+        (lambda s: s[0] <= limits.max_batch, f"a batch over the cap max_batch={limits.max_batch}"),
+        (lambda s: s[1] <= limits.max_frames, f"more frames per clip than the cap max_frames={limits.max_frames}"),
+    ]
+
+
 def _image_caps(limits):
     """`(condition(hw), problem)` pairs on one frame's `[h, w]` (int64) for `limits`."""
     return [
@@ -165,10 +171,7 @@ def check_frames(frames, name="frames", limits=DEFAULT_LIMITS, num_frames=1):
         (lambda s: tf.equal(s[4], 3), "a channel count other than 3 (RGB)"),
     ]
     if limits is not None:
-        conditions += [
-            (lambda s: s[0] <= limits.max_batch, f"a batch over the cap max_batch={limits.max_batch}"),
-            (lambda s: s[1] <= limits.max_frames, f"more frames per clip than the cap max_frames={limits.max_frames}"),
-        ]
+        conditions += _count_caps(limits)
         conditions += [(lambda s, cap=cap: cap(_int64(s[2:4])), problem) for cap, problem in _image_caps(limits)]
         conditions.append((
             lambda s: tf.reduce_prod(_int64(tf.stack([s[0], tf.maximum(s[1], num_frames), s[2], s[3]]))) <= limits.max_pixels,
@@ -255,10 +258,7 @@ def decode_clips(encoded, num_frames, size, name="jpeg_frames", limits=DEFAULT_L
     expected = f"`{name}` must be a string tensor [batch, T] of JPEG/PNG-encoded frames with batch, T >= 1"
     conditions = [(lambda s: s[0] > 0, "an empty batch"), (lambda s: s[1] > 0, "T = 0 frames")]
     if limits is not None:
-        conditions += [
-            (lambda s: s[0] <= limits.max_batch, f"a batch over the cap max_batch={limits.max_batch}"),
-            (lambda s: s[1] <= limits.max_frames, f"more frames per clip than the cap max_frames={limits.max_frames}"),
-        ]
+        conditions += _count_caps(limits)
     with tf.control_dependencies(_checks(encoded, 2, expected, conditions)):
         encoded = _with_static_shape(tf.identity(encoded), [None, None])
     encoded = tf.gather(encoded, uniform_indices(tf.shape(encoded)[1], num_frames), axis=1)

@@ -9,6 +9,7 @@ import numpy as np
 from kmm import specs
 from kmm.eval.metrics import bidirectional_retrieval
 from kmm.models.towers import VIDEO_FEATURES, caption_keys
+from kmm.paths import replacing
 
 
 def embed_arrays(parts, arrays, batch_size=256):
@@ -34,7 +35,7 @@ class ResumableCSVLogger(keras.callbacks.CSVLogger):
 
     def on_epoch_begin(self, epoch, logs=None):
         if not self._opened:
-            _keep_rows_before(self.filename, epoch)
+            _keep_rows_before(self.filename, epoch, self.sep)
             super().on_train_begin(logs)
             self._opened = True
 
@@ -44,7 +45,7 @@ class ResumableCSVLogger(keras.callbacks.CSVLogger):
         os.fsync(self.csv_file.fileno())
 
 
-def _keep_rows_before(path, epoch):
+def _keep_rows_before(path, epoch, separator=","):
     """Rewrites the CSV at `path` with only its header and the rows of epochs < `epoch`."""
     path = Path(path)
     if not path.exists():
@@ -53,12 +54,10 @@ def _keep_rows_before(path, epoch):
     if epoch == 0 or not lines:
         path.unlink()
         return
-    keep = [lines[0]] + [
-        line for line in lines[1:] if line.split(",", 1)[0].isdigit() and int(line.split(",", 1)[0]) < epoch
-    ]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(keep))
-    os.replace(tmp, path)
+    epochs = [line.split(separator, 1)[0] for line in lines[1:]]
+    keep = [lines[0]] + [line for line, e in zip(lines[1:], epochs, strict=True) if e.isdigit() and int(e) < epoch]
+    with replacing(path) as tmp:
+        tmp.write_text("".join(keep))
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -75,9 +74,8 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
-        tmp = self._rng_path().with_suffix(".tmp.npz")
-        np.savez(tmp, *[keras.ops.convert_to_numpy(v) for v in self._rng_variables()])
-        os.replace(tmp, self._rng_path())
+        with replacing(self._rng_path()) as tmp, open(tmp, "wb") as f:
+            np.savez(f, *[keras.ops.convert_to_numpy(v) for v in self._rng_variables()])
         super()._save_model()  # weights, then the epoch: the epoch file is the commit point
 
     def _load_model(self):

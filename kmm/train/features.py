@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from kmm import specs
 from kmm.data.pipeline import DataConfig, dataset_from_manifest
 from kmm.models.towers import CAPTION_EMBEDDING, CAPTION_PADDING_MASK, CAPTION_TOKENS, VIDEO_FEATURES, caption_keys
-from kmm.paths import file_sha256
+from kmm.paths import file_sha256, replacing
 
 REVERSED = "reversed_"  # prefix of the cached captions of the clips played backwards
 CAPTION_GROUP = "caption_group"  # optional key shared by captions that say the same thing
@@ -54,10 +54,11 @@ def _encoder_identity(handle):
     """What a cached feature depends on besides the handle's name: the built encoder's
     manifest (`kmm://`) or its SavedModel's sha256 (a local folder). URLs name a fixed
     TF-Hub version already."""
-    if "://" in handle and not handle.startswith(specs.HANDLE_SCHEME):
-        return handle
     from kmm.encoders.reusable_savedmodel import read_manifest
-    from kmm.hub.handles import resolve_handle
+    from kmm.hub.handles import is_remote, resolve_handle
+
+    if is_remote(handle):
+        return handle
 
     folder = Path(resolve_handle(handle))
     manifest = read_manifest(folder)
@@ -169,24 +170,17 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
         results[split] = (path, report)
     checksums = {f"{s}.npz": file_sha256(out_dir / f"{s}.npz") for s in splits}
     meta = {"signature": signature, "sha256": checksums, "config": dataclasses.asdict(config)}
-    _atomic_write_text(meta_path, json.dumps(meta, indent=2))
+    with replacing(meta_path) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
     return results
 
 
 def _write_npz(path, arrays):
     """`np.savez` to a temporary name, then renamed: `path` is complete or absent."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with replacing(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path, text):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _cache_is_valid(out_dir, signature, splits, progress):
@@ -361,8 +355,8 @@ def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time
     if reversal_pairs:  # clips whose reversal says something else: another caption group, else another label
         changes = reversed_groups != groups if reversed_captions else reversed_ids[labels] != labels
         twin_worthy = reversible & changes
-    batches = _IndexBatches(n, batch_size, seed, table, neighbours, reversible, reversal_pairs, twin_worthy)
-    batches.epoch = first_epoch
+    batches = _IndexBatches(n, batch_size, seed, table, neighbours, reversible, reversal_pairs, twin_worthy,
+                            first_epoch)  # fmt: skip
     data = {
         "inputs": inputs, "reversed": reversed_captions, "labels": labels, "groups": groups,
         "reversed_labels": reversed_ids[labels].astype(labels.dtype) if time_reversal else labels,
@@ -381,22 +375,22 @@ class _IndexBatches:
     """Callable for `Dataset.from_generator`: one epoch of `(indices, flip)` batches per call,
     a new shuffle each epoch, drawn from `(seed, epoch)`."""
 
-    def __init__(self, n, batch_size, seed, table, neighbours, reversible, pairs=0, changes=None):
+    def __init__(self, n, batch_size, seed, table, neighbours, reversible, pairs=0, changes=None, first_epoch=0):
         self.n, self.batch_size, self.table, self.neighbours = n, batch_size, table, neighbours
-        self.reversible, self.seed, self.epoch = reversible, seed, 0
+        self.reversible, self.seed, self.epoch = reversible, seed, first_epoch
         self.pairs, self.changes = pairs, changes
 
     def __call__(self):
-        self.rng = np.random.default_rng([self.seed, self.epoch])
+        rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
-        order = self.rng.permutation(self.n)
+        order = rng.permutation(self.n)
         anchors = self.batch_size // self.neighbours if self.table is not None else self.batch_size - self.pairs
         for step in range(self.n // self.batch_size):
             index = order[step * anchors : (step + 1) * anchors]
             if self.table is not None:
-                picks = self.rng.permuted(self.table[index], axis=1)[:, : self.neighbours - 1]
+                picks = rng.permuted(self.table[index], axis=1)[:, : self.neighbours - 1]
                 index = np.concatenate([index[:, None], picks], axis=1).reshape(-1)
-            flip = (self.rng.random(len(index)) < 0.5) & self.reversible[index]
+            flip = (rng.random(len(index)) < 0.5) & self.reversible[index]
             if self.pairs:  # the first `pairs` clips whose reversal says something else, both ways
                 twins = np.argsort(~self.changes[index], kind="stable")[: self.pairs]
                 index = np.concatenate([index, index[twins]])

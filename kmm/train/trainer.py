@@ -176,8 +176,7 @@ def train_on_features(config, train_arrays, val_arrays, train_config, run_dir, v
         train_ds.repeat(), steps_per_epoch=per_epoch, validation_data=val_ds, epochs=train_config.epochs,
         verbose=verbose, callbacks=_callbacks(run_dir, parts, val_arrays, train_config, "stage1"),
     )  # fmt: skip
-    check_finite(model, "stage 1")
-    save_run(run_dir, parts, feature_dim, text_dim, train_config)
+    save_run(run_dir, parts, feature_dim, text_dim, train_config)  # refuses non-finite weights
     return parts, history
 
 
@@ -231,7 +230,7 @@ def save_run(run_dir, parts, feature_dim, text_dim, train_config=None):
     """Writes `config.json` and `model.weights.h5` (towers + heads) into `run_dir`."""
     run_dir = Path(run_dir)
     model = build_feature_model(parts, feature_dim, text_dim)
-    check_finite(model, f"save_run({run_dir})")
+    check_finite(model, f"the model for {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(parts.config.to_json() + "\n")
     meta = {"feature_dim": int(feature_dim), "text_dim": int(text_dim)}
