@@ -152,6 +152,8 @@ def _cmd_train(args):
     data = load_run_config(args.config)
     if args.run_dir:
         data["run_dir"] = args.run_dir
+    if args.strategy:
+        data["train"] = {**data.get("train", {}), "strategy": args.strategy}
     _, run_dir, _ = train_from_config(data)
     print(f"trained: {run_dir}")
     if (run_dir / "eval" / "metrics.md").exists():
@@ -199,17 +201,32 @@ def _cmd_data_samples(args):
     return 0
 
 
-def _cmd_data_check(args):
-    from kmm.data.check import check_manifest
-    from kmm.data.pipeline import DataConfig
+def _cmd_data_shard(args):
+    from kmm.data.shards import write_shards
 
-    config = DataConfig(num_frames=args.num_frames, frame_size=args.frame_size, video_root=args.video_root)
-    labels = args.labels.split(",") if args.labels else None
-    report = check_manifest(args.manifest, config, label_names=labels, strict=args.strict)
+    report = write_shards(args.manifest, args.out, args.shards, args.frames, args.size, args.video_root)
     print(report.summary())
     for skip in sorted(report.skipped, key=lambda s: s.row):
         print(f"  row {skip.row:>6}  {skip.reason:<20} {skip.video}  ({skip.detail})")
-    out = report.write(args.report or f"{args.manifest}.check.json")
+    print(f'shards: {args.out}  (train on them: "manifest": "{args.out}" in the run config)')
+    return 0
+
+
+def _cmd_data_check(args):
+    from kmm.data.check import check_manifest
+    from kmm.data.pipeline import DataConfig
+    from kmm.data.shards import check_shards, is_shard_folder
+
+    config = DataConfig(num_frames=args.num_frames, frame_size=args.frame_size, video_root=args.video_root)
+    labels = args.labels.split(",") if args.labels else None
+    if is_shard_folder(args.manifest):
+        report = check_shards(args.manifest)
+    else:
+        report = check_manifest(args.manifest, config, label_names=labels, strict=args.strict)
+    print(report.summary())
+    for skip in sorted(report.skipped, key=lambda s: s.row):
+        print(f"  row {skip.row:>6}  {skip.reason:<20} {skip.video}  ({skip.detail})")
+    out = report.write(args.report or f"{str(args.manifest).rstrip('/')}.check.json")
     print(f"report: {out}")
     return 0 if report.reconciles() else 1
 
@@ -289,6 +306,11 @@ def build_parser():
     )
     train.add_argument("--config", required=True, help="Run config JSON: manifest, run_dir, model, train.")
     train.add_argument("--run-dir", help="Override the config's run_dir.")
+    train.add_argument(
+        "--strategy", choices=["one", "mirrored", "multi_worker"],
+        help="tf.distribute strategy (overrides the config's train.strategy): mirrored = this machine's GPUs; "
+             "multi_worker = one process per machine, the cluster in TF_CONFIG (README: Scaling out).",
+    )  # fmt: skip
     train.set_defaults(func=_cmd_train)
     evaluate = sub.add_parser("evaluate", help="Evaluate a trained run: metrics JSON/Markdown and PNG plots.")
     evaluate.add_argument("run_dir", help="A run folder written by `kmm train` or `kmm quickstart`.")
@@ -337,7 +359,7 @@ def build_parser():
         "check",
         help="Decode every row like training would; print rows read = used + skipped, per file.",
     )
-    check.add_argument("manifest", help="A .csv or .jsonl manifest.")
+    check.add_argument("manifest", help="A .csv or .jsonl manifest, or a shard folder (`kmm data shard`).")
     check.add_argument("--num-frames", type=int, default=8, help="Frames sampled per clip (default: 8).")
     check.add_argument("--frame-size", type=int, default=112, help="Frame side after resizing (default: 112).")
     check.add_argument("--labels", help="Comma-separated allowed labels; others are reported as unknown_label.")
@@ -346,6 +368,23 @@ def build_parser():
     check.add_argument("--video-root", help="Folder every video must be in (default: the manifest's folder; rows "
                                             "outside it are skipped as outside_root). '/' allows any path.")  # fmt: skip
     check.set_defaults(func=_cmd_data_check)
+
+    shard = data_sub.add_parser(
+        "shard",
+        help="Decode a manifest's videos once into sharded TFRecord files (SequenceExample, JPEG frames).",
+        description="Writes <split>-<i>-of-<n>.tfrecord files and shards.json (written last) into OUT, any "
+        'tf.io.gfile path. Give the folder as the run config\'s "manifest": training, feature extraction and '
+        "`kmm data check` read it like a manifest, and each worker of a multi-worker run reads its own files "
+        "(write at least as many shards as workers).",
+    )
+    shard.add_argument("manifest", help="A .csv or .jsonl manifest.")
+    shard.add_argument("--out", required=True, help="Shard folder to write.")
+    shard.add_argument("--shards", type=int, default=8, help="Files per split (default: 8).")
+    shard.add_argument("--frames", type=int, default=32, help="Frames kept per clip, uniformly sampled (default: 32; "
+                       "training samples its num_frames from these).")  # fmt: skip
+    shard.add_argument("--size", type=int, default=128, help="Side of the stored square frames (default: 128).")
+    shard.add_argument("--video-root", help="Folder every video must be in (default: the manifest's folder).")
+    shard.set_defaults(func=_cmd_data_shard)
 
     embed = sub.add_parser("embed-text", help="Embed sentences and print their cosine similarities.")
     embed.add_argument("texts", nargs="+", help="One or more sentences.")

@@ -6,6 +6,8 @@ model folder, newest version), `http://host:8501` (TF Serving REST) or `grpc://h
 
 from pathlib import Path
 
+from kmm.serving.vectors import KINDS
+
 DEFAULT_BASE = "saved_models"
 DEFAULT_NAME = "kmm"  # a trained run's export
 PRETRAINED_NAME = "kinetics"  # `kmm export --pretrained kinetics`: real videos, no training
@@ -126,7 +128,8 @@ def _cmd_index(args):
     if not videos:
         raise FileNotFoundError(f"{args.video_dir}: no video files found.")
     report = DataReport()
-    index = VideoIndex.build(client, videos, ids=[str(v.relative_to(args.video_dir)) for v in videos], report=report)
+    index = VideoIndex.build(client, videos, ids=[str(v.relative_to(args.video_dir)) for v in videos], report=report,
+                             kind=args.kind, qdrant=args.qdrant)  # fmt: skip
     out = index.save(args.out)
     print(report.summary())
     for skip in report.skipped:
@@ -213,9 +216,19 @@ def add_serving_commands(sub):
     add_model_arguments(search)
     search.set_defaults(func=_cmd_search)
 
-    index = sub.add_parser("index", help="Embed every video under a folder into a faiss index for `kmm search`.")
+    index = sub.add_parser(
+        "index",
+        help="Embed every video under a folder into a faiss index (or a Qdrant collection) for `kmm search`.",
+        description="--kind auto searches exactly up to 200,000 videos and with an HNSW graph above; "
+        "ivf and ivf-pq build faster and (ivf-pq) take d/8 bytes per video. Beyond one machine's memory, "
+        "--qdrant http://host:6333 keeps the vectors in a Qdrant server or cluster. BENCHMARKS.md, "
+        "'Retrieval at scale', compares their speed and recall.",
+    )
     index.add_argument("video_dir", help="Folder searched recursively for videos.")
     index.add_argument("--out", required=True, help="Index folder to write.")
+    index.add_argument("--kind", choices=KINDS, default="auto", help="faiss index (default: auto, by size).")
+    index.add_argument("--qdrant", metavar="URL_OR_FOLDER", help="Keep the video vectors in Qdrant: a server "
+                       "URL, or a folder for Qdrant's local mode (exact; up to about 20,000 videos).")  # fmt: skip
     add_model_arguments(index)
     index.set_defaults(func=_cmd_index)
 

@@ -161,10 +161,15 @@ def dataset_from_manifest(
     """`read_manifest` + `build_dataset` with one shared report; returns `(dataset, report)`.
 
     Args:
+        path: a manifest, or a shard folder (`kmm.data.shards`), read by `shard_dataset`.
         split: str or None. Keep only rows of this split (others are not counted as read).
         require: columns that must be non-empty, e.g. `("caption",)` for retrieval.
     """
     from kmm.data.manifest import read_manifest
+    from kmm.data.shards import is_shard_folder, shard_dataset
+
+    if is_shard_folder(path):
+        return shard_dataset(path, label_names, config, training, split, require)
 
     report = DataReport()
     rows = read_manifest(path, report, label_names=label_names, strict=strict, require=require,
@@ -174,3 +179,21 @@ def dataset_from_manifest(
         rows = [r for r in rows if r.split == split]
         report.read(-len(other))
     return build_dataset(rows, label_names, config, training=training, report=report, strict=strict), report
+
+
+def data_summary(source, video_root=None):
+    """`{split: {"clips": n, "labels": {name: count}, "captioned": n}}` of a manifest (its
+    rows) or a shard folder (its clips)."""
+    from kmm.data.manifest import read_manifest
+    from kmm.data.shards import is_shard_folder, read_marker
+
+    if is_shard_folder(source):
+        return read_marker(source)["stats"]
+    stats = {}
+    for row in read_manifest(source, video_root=video_root):
+        split = stats.setdefault(row.split, {"clips": 0, "labels": {}, "captioned": 0})
+        split["clips"] += 1
+        split["captioned"] += bool(row.caption)
+        if row.label:
+            split["labels"][row.label] = split["labels"].get(row.label, 0) + 1
+    return stats

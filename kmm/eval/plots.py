@@ -31,7 +31,8 @@ def plot_confusion(cm, labels, path, title):
 
 
 def plot_history(csv_paths, path):
-    """Loss / accuracy / val R@1 curves from Keras `CSVLogger` files (stages concatenated)."""
+    """Loss / accuracy / val R@1 curves from Keras `CSVLogger` files (stages concatenated; a
+    metric one stage does not log, e.g. stage 2's val R@1, is drawn where it exists)."""
     rows = []
     for p in csv_paths:
         if Path(p).exists():
@@ -39,13 +40,13 @@ def plot_history(csv_paths, path):
                 rows += list(csv.DictReader(f))
     if not rows:
         return None
-    keys = [k for k in ("loss", "val_loss", "logits_acc", "val_logits_acc", "val_t2v_r1") if k in rows[0]]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    epochs = np.arange(1, len(rows) + 1)
-    for key in keys:
-        values = [float(r[key]) for r in rows]
+    for key in ("loss", "val_loss", "logits_acc", "val_logits_acc", "val_t2v_r1"):
+        points = [(epoch, float(r[key])) for epoch, r in enumerate(rows, 1) if r.get(key) not in (None, "")]
+        if not points:
+            continue
         ax = axes[0] if "loss" in key else axes[1] if "acc" in key else axes[2]
-        ax.plot(epochs, values, label=key)
+        ax.plot(*zip(*points, strict=True), label=key)
     for ax, title in zip(axes, ("loss", "classification accuracy", "val text->video R@1 (%)"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("epoch")

@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 from kmm.layers.fusion import TextGuidedPooling
+from kmm.layers.retrieval import local_logits
 
 
 @keras.saving.register_keras_serializable(package="kmm")
@@ -79,7 +80,8 @@ class HardNegativePairs(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, similarity, video, captions, text_embedding=None):
-        logits = ops.stop_gradient(ops.cast(similarity, "float32"))
+        # Negatives come from this replica's part of the batch (under a distribution strategy).
+        logits = ops.stop_gradient(ops.cast(local_logits(similarity), "float32"))
         n = ops.shape(logits)[0]
         taken = ops.eye(n, dtype="bool")  # never the positive (unless nothing else is left)
         if text_embedding is not None:

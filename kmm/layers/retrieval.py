@@ -1,9 +1,33 @@
-"""Contrastive retrieval pieces: L2 normalization, temperature-scaled similarities, InfoNCE."""
+"""Contrastive retrieval pieces: L2 normalization, temperature-scaled similarities, InfoNCE.
+
+Under a `tf.distribute` strategy with several replicas, `SimilarityLogits` gathers every
+replica's embeddings (`all_gather`, differentiable), so each clip's negatives are the whole
+global batch, as on one device; `infonce_loss` reads that layout (`replica_logits`).
+"""
 
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+
+def _replicas():
+    """`(replica context, number of replicas)`: `(None, 1)` outside a multi-replica step."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None, 1
+    return context, context.num_replicas_in_sync
+
+
+def local_logits(logits):
+    """This replica's `(b, b)` block of `SimilarityLogits`' output (the output itself on one replica)."""
+    context, _ = _replicas()
+    if context is None:
+        return logits
+    b = ops.shape(logits)[0]
+    start = context.replica_id_in_sync_group * b
+    return logits[:, start : start + b]
 
 
 @keras.saving.register_keras_serializable(package="kmm")
@@ -26,7 +50,9 @@ class SimilarityLogits(keras.layers.Layer):
         video, text: L2-normalized `(batch, dim)`.
 
     Returns:
-        `(batch, batch)` logits; row i's positive is column i.
+        `(batch, batch)` logits; row i's positive is column i. Under a strategy with R > 1
+        replicas, each replica returns `(b, 2 R b)`: its videos against every replica's
+        captions, then its captions against every replica's videos.
     """
 
     def __init__(self, initial_temperature=0.07, max_scale=100.0, **kwargs):
@@ -40,7 +66,13 @@ class SimilarityLogits(keras.layers.Layer):
 
     def call(self, video, text):
         scale = ops.minimum(ops.exp(self.log_scale), self.max_scale)
-        return scale * ops.matmul(video, ops.transpose(text))
+        context, _ = _replicas()
+        if context is None:
+            return scale * ops.matmul(video, ops.transpose(text))
+        all_video, all_text = context.all_gather(video, axis=0), context.all_gather(text, axis=0)
+        v2t = ops.matmul(video, ops.transpose(all_text))
+        t2v = ops.matmul(text, ops.transpose(all_video))
+        return scale * ops.concatenate([v2t, t2v], axis=1)
 
     def compute_output_shape(self, video_shape, text_shape):
         return (video_shape[0], text_shape[0])
@@ -59,7 +91,12 @@ def infonce_loss(y_true, logits):
     (e.g. each clip's index) give plain InfoNCE.
 
     Returns `(batch,)`: the mean of the video->text and text->video cross-entropies.
+    Under several replicas (`SimilarityLogits`' gathered layout) the groups are gathered
+    too, and row i's positive is column `replica * b + i`.
     """
+    context, replicas = _replicas()
+    if context is not None:
+        return _global_infonce(y_true, logits, context)
     n = ops.shape(logits)[0]
     labels = ops.arange(n)
     if y_true is not None:
@@ -70,3 +107,22 @@ def infonce_loss(y_true, logits):
     v2t = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
     t2v = keras.losses.sparse_categorical_crossentropy(labels, ops.transpose(logits), from_logits=True)
     return (v2t + t2v) / 2
+
+
+def _global_infonce(y_true, logits, context):
+    """`infonce_loss` for this replica's rows of the global batch."""
+    b = ops.shape(logits)[0]
+    total = ops.shape(logits)[1] // 2
+    labels = ops.arange(b) + context.replica_id_in_sync_group * b
+    v2t, t2v = logits[:, :total], logits[:, total:]
+    if y_true is not None:
+        groups = ops.reshape(y_true, (-1,))
+        all_groups = context.all_gather(groups, axis=0)
+        same = ops.equal(ops.expand_dims(groups, 1), ops.expand_dims(all_groups, 0))
+        positive = ops.cast(ops.one_hot(labels, total), "bool")
+        false_negative = ops.logical_and(same, ops.logical_not(positive))
+        v2t = ops.where(false_negative, ops.cast(-1e9, logits.dtype), v2t)
+        t2v = ops.where(false_negative, ops.cast(-1e9, logits.dtype), t2v)
+    loss_v2t = keras.losses.sparse_categorical_crossentropy(labels, v2t, from_logits=True)
+    loss_t2v = keras.losses.sparse_categorical_crossentropy(labels, t2v, from_logits=True)
+    return (loss_v2t + loss_t2v) / 2

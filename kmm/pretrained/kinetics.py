@@ -19,6 +19,7 @@ Example:
 """
 
 import dataclasses
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -155,12 +156,14 @@ def kinetics_gallery(models, config, videos, ids=None, captions=None, report=Non
     Undecodable videos are skipped and recorded in `report` (a `kmm.data.report.DataReport`).
     """
     from kmm.serving.export import Gallery
-    from kmm.serving.index import VideoIndex
+    from kmm.serving.index import embed_videos
 
-    index = VideoIndex.build(_LocalEmbedder(models, config), videos, ids=ids, captions=captions, batch_size=4,
-                             progress=progress, report=report)  # fmt: skip
-    embeddings = index.index.reconstruct_n(0, len(index))
-    return Gallery(ids=index.ids, embeddings=embeddings, videos=index.videos, captions=index.captions)
+    ids = [str(i) for i in (ids or [Path(v).name for v in videos])]
+    captions = list(captions) if captions is not None else [""] * len(videos)
+    kept, embeddings, _ = embed_videos(_LocalEmbedder(models, config), videos, batch_size=4, progress=progress,
+                                       report=report)  # fmt: skip
+    return Gallery(ids=[ids[i] for i in kept], embeddings=embeddings, videos=[str(videos[i]) for i in kept],
+                   captions=[captions[i] for i in kept])  # fmt: skip
 
 
 def _metadata(config, signatures, gallery, k, name, limits):

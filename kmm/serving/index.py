@@ -1,8 +1,9 @@
-"""`kmm index`: embed a video collection through any kmm client, search it with faiss.
+"""`kmm index`: embed a video collection through any kmm client, search it with faiss or Qdrant.
 
-An index folder holds `index.faiss` (inner product over unit-norm embeddings = cosine),
-`captions.faiss` (the distinct captions, for video -> text) and `items.json` (`ids`, `videos`,
-`captions`, the frames sent, and what was skipped).
+An index folder holds `index.faiss` (inner product over unit-norm embeddings = cosine; absent
+when the vectors live in Qdrant), `captions.faiss` (the distinct captions, for video -> text)
+and `items.json` (`ids`, `videos`, `captions`, the frames sent, what was skipped, and where
+the vectors are).
 Videos that cannot be decoded are skipped, counted and listed, never silently dropped.
 """
 
@@ -15,6 +16,7 @@ from tqdm.auto import tqdm
 
 from kmm.data.report import DataReport
 from kmm.paths import replacing
+from kmm.serving.vectors import FaissVectors, QdrantVectors
 
 INDEX_FILE = "index.faiss"
 ITEMS_FILE = "items.json"
@@ -50,23 +52,56 @@ def frame_request(client):
 
 
 def _caption_index(client, texts, batch_size=64):
-    import faiss
-
     if not texts:
         return None
     vectors = np.concatenate([client.embed_text(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)])
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors.astype(np.float32))
-    return index
+    return FaissVectors.build(vectors, "flat")
+
+
+def embed_videos(client, videos, batch_size=16, progress=True, report=None, on_progress=None):
+    """Embeds `videos` (paths) with `client.embed_video`, `batch_size` clips per request.
+
+    Returns `(kept, embeddings, (num_frames, size))`: the positions in `videos` that decoded,
+    their unit-norm embeddings `(len(kept), D)`, and the frames sent. Undecodable videos are
+    skipped and recorded in `report` (a `DataReport`); `on_progress(done, total)` is called
+    after each video (e.g. to drive a UI progress bar).
+    """
+    from kmm.data.video_io import VideoDecodeError
+
+    report = report if report is not None else DataReport()
+    num_frames, size = frame_request(client)
+    kept, embeddings, batch = [], [], []
+
+    def flush():
+        if batch:
+            embeddings.append(client.embed_video(np.stack([frames for _, frames in batch])))
+            kept.extend(i for i, _ in batch)
+            batch.clear()
+
+    for i, video in enumerate(tqdm(videos, desc="indexing videos", unit="video", disable=not progress)):
+        report.read()
+        try:
+            batch.append((i, clip_frames(video, num_frames, size)))
+            report.used()
+        except (VideoDecodeError, OSError, ValueError) as e:
+            report.skip(i, str(video), "undecodable", str(e))
+        if len(batch) == batch_size:
+            flush()
+        if on_progress:
+            on_progress(i + 1, len(videos))
+    flush()
+    if not kept:
+        raise ValueError(f"No decodable video among {len(videos)}: {report.summary()}")
+    return kept, np.concatenate(embeddings).astype(np.float32), (num_frames, size)
 
 
 def is_complete(out_dir):
     """True when `out_dir` holds a whole saved index (its `items.json` is written last)."""
-    return (Path(out_dir) / INDEX_FILE).exists() and (Path(out_dir) / ITEMS_FILE).exists()
+    return (Path(out_dir) / ITEMS_FILE).exists()
 
 
 class VideoIndex:
-    """Embeddings of a video collection in a faiss inner-product index."""
+    """Embeddings of a video collection in a vector store (`kmm.serving.vectors`): faiss, or Qdrant."""
 
     def __init__(self, index, ids, videos, captions, info=None, caption_index=None):
         self.index, self.ids, self.videos, self.captions, self.info = index, ids, videos, captions, info or {}
@@ -78,51 +113,25 @@ class VideoIndex:
 
     @classmethod
     def build(cls, client, videos, ids=None, captions=None, batch_size=16, progress=True, report=None,
-              on_progress=None):  # fmt: skip
-        """Embeds `videos` (paths) with `client.embed_video`; undecodable ones go to `report`.
+              on_progress=None, kind="auto", qdrant=None):  # fmt: skip
+        """Embeds `videos` (paths) with `embed_videos` and indexes them; captions (when given)
+        are embedded too, for video -> text search.
 
-        Captions (when given) are embedded too, for video -> text search. `on_progress(done, total)`
-        is called after each video (e.g. to drive a UI progress bar).
+        `kind`: the faiss index (`kmm.serving.vectors.KINDS`); `qdrant`: a folder or a Qdrant
+        server URL to keep the video vectors in instead of faiss.
         """
-        import faiss
-
-        from kmm.data.video_io import VideoDecodeError
-
         report = report if report is not None else DataReport()
         ids = [str(i) for i in (ids or [Path(v).name for v in videos])]
         captions = list(captions) if captions is not None else [""] * len(videos)
-        num_frames, size = frame_request(client)
-        kept, embeddings, batch = [], [], []
-
-        def flush():
-            if batch:
-                embeddings.append(client.embed_video(np.stack([frames for _, frames in batch])))
-                kept.extend(i for i, _ in batch)
-                batch.clear()
-
-        for i, video in enumerate(tqdm(videos, desc="indexing videos", unit="video", disable=not progress)):
-            report.read()
-            try:
-                batch.append((i, clip_frames(video, num_frames, size)))
-                report.used()
-            except (VideoDecodeError, OSError, ValueError) as e:
-                report.skip(i, str(video), "undecodable", str(e))
-            if len(batch) == batch_size:
-                flush()
-            if on_progress:
-                on_progress(i + 1, len(videos))
-        flush()
-        if not kept:
-            raise ValueError(f"No decodable video among {len(videos)}: {report.summary()}")
-        vectors = np.concatenate(embeddings).astype(np.float32)
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        index.add(vectors)
+        kept, vectors, (num_frames, size) = embed_videos(client, videos, batch_size, progress, report, on_progress)
+        store = QdrantVectors.build(vectors, qdrant) if qdrant else FaissVectors.build(vectors, kind)
         info = {
             "num_frames": num_frames,
             "frame_size": size,
             "skipped": [dataclasses.asdict(s) for s in report.skipped],
+            "vectors": store.describe(),
         }
-        built = cls(index, [ids[i] for i in kept], [str(videos[i]) for i in kept], [captions[i] for i in kept], info)
+        built = cls(store, [ids[i] for i in kept], [str(videos[i]) for i in kept], [captions[i] for i in kept], info)
         built.caption_index = _caption_index(client, built.caption_texts)
         return built
 
@@ -151,19 +160,17 @@ class VideoIndex:
         ]
 
     def save(self, out_dir):
-        import faiss
-
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         # `items.json` marks a complete index: removed first, written last, every file renamed
         # into place, so a killed save never leaves an index that loads with the wrong items.
         (out_dir / ITEMS_FILE).unlink(missing_ok=True)
         (out_dir / CAPTION_INDEX_FILE).unlink(missing_ok=True)
-        with replacing(out_dir / INDEX_FILE) as tmp:
-            faiss.write_index(self.index, str(tmp))
+        (out_dir / INDEX_FILE).unlink(missing_ok=True)
+        if isinstance(self.index, FaissVectors):  # a Qdrant collection is saved where it lives
+            self.index.save(out_dir / INDEX_FILE)
         if self.caption_index is not None:
-            with replacing(out_dir / CAPTION_INDEX_FILE) as tmp:
-                faiss.write_index(self.caption_index, str(tmp))
+            self.caption_index.save(out_dir / CAPTION_INDEX_FILE)
         items = {"ids": self.ids, "videos": self.videos, "captions": self.captions, "info": self.info}
         with replacing(out_dir / ITEMS_FILE) as tmp:
             tmp.write_text(json.dumps(items, default=str) + "\n")
@@ -171,15 +178,17 @@ class VideoIndex:
 
     @classmethod
     def load(cls, out_dir):
-        import faiss
-
         out_dir = Path(out_dir)
         if not is_complete(out_dir):
             raise FileNotFoundError(
-                f"{out_dir}: no complete index ({INDEX_FILE} and {ITEMS_FILE}); build one with "
-                f"`kmm index VIDEO_DIR --out {out_dir}`."
+                f"{out_dir}: no complete index ({ITEMS_FILE}); build one with `kmm index VIDEO_DIR --out {out_dir}`."
             )
         items = json.loads((out_dir / ITEMS_FILE).read_text())
+        where = items.get("info", {}).get("vectors", {"backend": "faiss", "kind": "flat"})
+        if where["backend"] == "qdrant":
+            store = QdrantVectors.open(where["location"], where["collection"])
+        else:
+            store = FaissVectors.load(out_dir / INDEX_FILE, where["kind"])
         captions = out_dir / CAPTION_INDEX_FILE
-        return cls(faiss.read_index(str(out_dir / INDEX_FILE)), items["ids"], items["videos"], items["captions"],
-                   items.get("info"), faiss.read_index(str(captions)) if captions.exists() else None)  # fmt: skip
+        caption_index = FaissVectors.load(captions) if captions.exists() else None
+        return cls(store, items["ids"], items["videos"], items["captions"], items.get("info"), caption_index)

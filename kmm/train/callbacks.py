@@ -13,11 +13,15 @@ from kmm.paths import replacing
 
 
 def embed_arrays(parts, arrays, batch_size=256):
-    """Video and caption embeddings of a features split, through the towers."""
-    video = parts.video_tower.predict(arrays[VIDEO_FEATURES], batch_size=batch_size, verbose=0)
+    """Video and caption embeddings of a features split, through the towers (called batch by
+    batch in this process: under a multi-worker strategy, `predict` would be a collective step)."""
     caption = {k: arrays[k] for k in caption_keys(parts.config)}
-    text = parts.text_tower.predict(caption, batch_size=batch_size, verbose=0)
-    return np.asarray(video[specs.VIDEO_EMBEDDING]), np.asarray(text)
+    video, text = [], []
+    for start in range(0, len(arrays[VIDEO_FEATURES]), batch_size):
+        rows = slice(start, start + batch_size)
+        video.append(keras.ops.convert_to_numpy(parts.video_tower(arrays[VIDEO_FEATURES][rows])[specs.VIDEO_EMBEDDING]))
+        text.append(keras.ops.convert_to_numpy(parts.text_tower({k: v[rows] for k, v in caption.items()})))
+    return np.concatenate(video), np.concatenate(text)
 
 
 class ResumableCSVLogger(keras.callbacks.CSVLogger):
@@ -63,7 +67,31 @@ def _keep_rows_before(path, epoch, separator=","):
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """Keras' `BackupAndRestore`, plus the state of the model's random generators (dropout
     masks), which `save_weights` leaves out: the epoch redone after a kill draws the same
-    masks as the uninterrupted run did."""
+    masks as the uninterrupted run did.
+
+    `restore_dir` (default: `backup_dir`): where to resume from. Workers other than the chief
+    back up into their own folder but resume from the chief's, so all restart together.
+    """
+
+    def __init__(self, backup_dir, restore_dir=None):
+        super().__init__(backup_dir)
+        self.restore_dir = restore_dir or backup_dir
+
+    def on_train_begin(self, logs=None):
+        own = self.backup_dir
+        self.backup_dir = self.restore_dir
+        self._set_paths()
+        try:
+            super().on_train_begin(logs)
+        finally:
+            self.backup_dir = own
+            self._set_paths()
+
+    def _set_paths(self):
+        self._weights_path = str(Path(self.backup_dir) / "latest.weights.h5")
+        self._training_metadata_path = str(Path(self.backup_dir) / "training_metadata.json")
+        self._prev_weights_path = f"{self._weights_path}.bkp"
+        self._prev_training_metadata_path = f"{self._training_metadata_path}.bkp"
 
     def _rng_variables(self):
         weights = {id(w) for w in self.model.weights}

@@ -37,8 +37,13 @@ NEIGHBOURS = 16  # candidates per anchor for neighbour batches (see features_dat
 
 def _content_digest(manifest):
     """sha256 of the manifest's bytes and of each video's size and modification time, so a
-    regenerated data set (same paths, new files) is not mistaken for the cached one."""
+    regenerated data set (same paths, new files) is not mistaken for the cached one. A shard
+    folder: its `shards.json`, which lists every file's size (rewritten with every write)."""
     from kmm.data.manifest import read_manifest
+    from kmm.data.shards import is_shard_folder, read_marker
+
+    if is_shard_folder(manifest):
+        return hashlib.sha256(json.dumps(read_marker(manifest), sort_keys=True).encode()).hexdigest()
 
     digest = hashlib.sha256(Path(manifest).read_bytes())
     for row in read_manifest(manifest, video_root="/"):  # every row: which ones are used is keyed separately

@@ -11,8 +11,11 @@ The config file:
 }
 ```
 
-`"video_root"` (optional) is the folder every video must be in; it defaults to the
-manifest's folder, and rows outside it are skipped as `outside_root`.
+`"manifest"` may also be a shard folder from `kmm data shard` (TFRecord files, any
+`tf.io.gfile` path). `"video_root"` (optional) is the folder every video must be in; it
+defaults to the manifest's folder, and rows outside it are skipped as `outside_root`.
+`"train": {"strategy": "multi_worker"}` (or `kmm train --strategy`) trains on every machine
+of `TF_CONFIG`'s cluster (`kmm.train.distribute`).
 `model` takes any `ModelConfig` field (plus `preset`: `default`, `i3d` for real video,
 `tiny`); `labels` default to the sorted labels of the manifest's train split, `tasks` to
 classification (if the train rows have labels) and retrieval (if they have captions). `train` takes any `TrainConfig` field. Splits are `train`,
@@ -26,10 +29,11 @@ import numpy as np
 import tensorflow as tf
 
 from kmm import specs
-from kmm.data.manifest import read_manifest
+from kmm.data.pipeline import data_summary
 from kmm.models.builder import build_parts, make_encoders
 from kmm.models.config import PRESETS
 from kmm.train import features as feats
+from kmm.train.distribute import is_chief, make_strategy, worker_dir
 from kmm.train.trainer import TrainConfig, load_run, save_run, train_end_to_end, train_on_features
 
 
@@ -49,22 +53,22 @@ def _encoder_dims(config):
     return video[specs.VIDEO_TOKENS].shape[-1], text[specs.TEXT_EMBEDDING].shape[-1]
 
 
-def model_config_from(data, rows):
-    """The `ModelConfig` a run config asks for.
+def model_config_from(data, summary):
+    """The `ModelConfig` a run config asks for, given the data's `data_summary`.
 
     Labels default to the train split's; tasks to what the data supports: classification
-    when the train rows have labels, retrieval when they have captions.
+    when the train clips have labels, retrieval when they have captions.
     """
     model = dict(data.get("model", {}))
     preset = model.pop("preset", "default")
     if preset not in PRESETS:
         raise ValueError(f"Unknown model preset {preset!r}; choose from {sorted(PRESETS)}.")
-    train = [r for r in rows if r.split == "train"]
+    train = summary.get("train", {"labels": {}, "captioned": 0})
     if "labels" not in model:
-        model["labels"] = sorted({r.label for r in train if r.label})
+        model["labels"] = sorted(train["labels"])
     model["labels"] = tuple(model["labels"])
     if "tasks" not in model:
-        supported = (("classification", bool(model["labels"])), ("retrieval", any(r.caption for r in train)))
+        supported = (("classification", bool(model["labels"])), ("retrieval", train["captioned"] > 0))
         model["tasks"] = [task for task, ok in supported if ok]
         if not model["tasks"]:
             raise ValueError("The train rows have neither labels nor captions: nothing to learn.")
@@ -76,26 +80,29 @@ def train_from_config(data, verbose=1):
     """Trains as the config says, then evaluates; returns `(parts, run_dir, split_arrays)`."""
     from kmm.eval.evaluate import evaluate_run
 
-    manifest = Path(data["manifest"]).resolve()
-    run_dir = Path(data.get("run_dir", "runs/" + manifest.parent.name)).resolve()
+    train_config = TrainConfig(**data.get("train", {}))
+    strategy = make_strategy(train_config.strategy)  # a multi-worker strategy must come before any other TF op
+    source = str(data["manifest"])
+    manifest = source if "://" in source else Path(source).resolve()  # e.g. gs:// shards
+    run_dir = Path(data.get("run_dir", "runs/" + Path(source.rstrip("/")).parent.name)).resolve()
     video_root = Path(data["video_root"]).resolve() if data.get("video_root") else None
-    rows = read_manifest(manifest, video_root=video_root)
-    splits = sorted({r.split for r in rows if r.split})
+    summary = data_summary(manifest, video_root)
+    splits = sorted(s for s in summary if s)
     if "train" not in splits or "val" not in splits:
         raise ValueError(f"{manifest}: needs 'train' and 'val' rows in its split column, found {splits}")
-    config = model_config_from(data, rows)
-    train_config = TrainConfig(**data.get("train", {}))
+    config = model_config_from(data, summary)
     ordered = ["train", "val"] + [s for s in splits if s not in ("train", "val")]
-    feature_dir = run_dir / "features"
+    feature_dir = worker_dir(run_dir) / "features"  # each worker extracts (the same) features
 
     models = None
     if train_config.mode == "joint":
         feature_dim, text_dim = _encoder_dims(config)
-        parts = build_parts(config, feature_dim, text_dim)
+        with strategy.scope():
+            parts = build_parts(config, feature_dim, text_dim)
         lr = train_config.learning_rate
         models, _ = train_end_to_end(parts, manifest, train_config, run_dir, train_config.epochs, lr, verbose,
                                      video_root)  # fmt: skip
-        save_run(run_dir, parts, feature_dim, text_dim, train_config)
+        save_run(worker_dir(run_dir), parts, feature_dim, text_dim, train_config)
     else:
         paths = feats.extract_features(manifest, config, feature_dir, ordered, progress=verbose > 0,
                                        video_root=video_root)  # fmt: skip
@@ -106,7 +113,9 @@ def train_from_config(data, verbose=1):
             models, _ = train_end_to_end(
                 parts, manifest, train_config, run_dir, train_config.finetune_epochs, lr, verbose, video_root
             )
-            save_run(run_dir, parts, *_encoder_dims(config), train_config)
+            save_run(worker_dir(run_dir), parts, *_encoder_dims(config), train_config)
+    if not is_chief():
+        return parts, worker_dir(run_dir), None  # the chief evaluates and writes the run folder
     if models is not None:
         # The encoders changed: keep them (the .keras file stores their fine-tuned values),
         # and evaluate on features computed with them, not with the frozen originals.

@@ -14,12 +14,14 @@ import numpy as np
 import tensorflow as tf
 
 from kmm import specs
+from kmm.data.shards import is_shard_folder
 from kmm.layers.matching import matching_loss
 from kmm.layers.retrieval import infonce_loss
 from kmm.models.builder import MATCHING, SIMILARITY, build_end_to_end, build_feature_model, build_parts
 from kmm.models.config import ModelConfig
 from kmm.models.towers import LOGITS
 from kmm.train.callbacks import BackupAndRestore, ResumableCSVLogger, RetrievalEvaluation
+from kmm.train.distribute import STRATEGIES, distribute, fit, is_chief, make_strategy, worker_dir
 from kmm.train.features import features_dataset, training_targets
 
 TRAINING_MODES = ("staged", "joint")
@@ -57,10 +59,15 @@ class TrainConfig:
     finetune_epochs: int = 0
     finetune_learning_rate: float = 1e-5
     seed: int = 0
+    # `tf.distribute`: one device, "mirrored" (this machine's devices) or "multi_worker"
+    # (TF_CONFIG); `batch_size` stays the global batch (kmm.train.distribute).
+    strategy: str = "one"  # Choose from ['one', 'mirrored', 'multi_worker']
 
     def __post_init__(self):
         if self.mode not in TRAINING_MODES:
             raise ValueError(f"TrainConfig.mode must be one of {TRAINING_MODES}, got {self.mode!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"TrainConfig.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
 
 
 def _losses(config):
@@ -99,10 +106,11 @@ def _compile(model, config, learning_rate, weight_decay, steps, warmup_steps=0):
     return view
 
 
-def backup_dir(run_dir, stage, parts, train_config):
+def backup_dir(run_dir, stage, parts, train_config, config=None):
     """`run_dir/backup/<stage>-<key>`: the key hashes the model and training configs, so a
     backup left by a run with other settings is never restored into this one."""
-    key = hashlib.sha256((parts.config.to_json() + json.dumps(dataclasses.asdict(train_config))).encode())
+    config = config or parts.config
+    key = hashlib.sha256((config.to_json() + json.dumps(dataclasses.asdict(train_config))).encode())
     return Path(run_dir) / "backup" / f"{stage}-{key.hexdigest()[:12]}"
 
 
@@ -116,8 +124,12 @@ def _callbacks(run_dir, parts, val_arrays, train_config, stage):
     """The callbacks of one stage's `fit`. Order matters at each epoch's end: the logs are
     complete (retrieval metrics) before they are written, and the history row is written
     before the backup, so a kill between them redoes the epoch and `ResumableCSVLogger`
-    drops its earlier row: every epoch is in the history once."""
-    run_dir = Path(run_dir)
+    drops its earlier row: every epoch is in the history once.
+
+    A worker other than the chief writes into its `worker_dir` and resumes from the chief's
+    backup, so that all workers restart at the same epoch."""
+    chief_backup = backup_dir(run_dir, stage, parts, train_config)
+    run_dir = worker_dir(run_dir)
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if val_arrays is not None and parts.text_tower is not None:
         callbacks.append(RetrievalEvaluation(parts, val_arrays))
@@ -133,7 +145,7 @@ def _callbacks(run_dir, parts, val_arrays, train_config, stage):
         ),  # fmt: skip
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard" / stage)),
         ResumableCSVLogger(str(run_dir / f"history_{stage}.csv")),
-        BackupAndRestore(str(backup_dir(run_dir, stage, parts, train_config))),
+        BackupAndRestore(str(backup_dir(run_dir, stage, parts, train_config)), restore_dir=str(chief_backup)),
     ]
     return callbacks
 
@@ -149,47 +161,87 @@ def check_finite(model, what):
 
 
 def train_on_features(config, train_arrays, val_arrays, train_config, run_dir, verbose=1):
-    """Stage 1: fits towers and heads on cached encoder outputs; returns `(parts, history)`."""
+    """Stage 1: fits towers and heads on cached encoder outputs; returns `(parts, history)`.
+
+    Under `train_config.strategy`, every worker passes the same arrays; each replica takes
+    its share of every global batch. Only the chief saves the run.
+    """
     keras.utils.set_random_seed(train_config.seed)
+    strategy = make_strategy(train_config.strategy)
     feature_dim = train_arrays["video_features"].shape[-1]
     text_dim = train_arrays[specs.TEXT_TOKENS].shape[-1]
-    parts = build_parts(config, feature_dim, text_dim)
-    model = build_feature_model(parts, feature_dim, text_dim)
-    train_ds = features_dataset(
-        train_arrays, config, train_config.batch_size, training=True, seed=train_config.seed,
-        time_reversal=train_config.time_reversal, neighbours=train_config.neighbours,
-        reversal_pairs=train_config.reversal_pairs,
-        first_epoch=resume_epoch(backup_dir(run_dir, "stage1", parts, train_config)),
-    )  # fmt: skip
-    val_ds = features_dataset(val_arrays, config, train_config.batch_size)
-    per_epoch = int(train_ds.cardinality())
-    warmup = train_config.warmup_epochs * per_epoch
-    view = _compile(
-        model, config, train_config.learning_rate, train_config.weight_decay, train_config.epochs * per_epoch, warmup
-    )
+    batch = train_config.batch_size
+    per_epoch = len(train_arrays[specs.LABEL_ID]) // batch
+    first_epoch = resume_epoch(backup_dir(run_dir, "stage1", None, train_config, config))
+
+    def train_batches():
+        return features_dataset(
+            train_arrays, config, batch, training=True, seed=train_config.seed,
+            time_reversal=train_config.time_reversal, neighbours=train_config.neighbours,
+            reversal_pairs=train_config.reversal_pairs, first_epoch=first_epoch,
+        ).repeat()  # fmt: skip
+
+    val_batch = _even_batch(len(val_arrays[specs.LABEL_ID]), batch, strategy)
+
+    def val_batches():
+        ds = features_dataset(val_arrays, config, val_batch)
+        return _full_batches(ds, val_batch) if strategy.num_replicas_in_sync > 1 else ds
+
+    with strategy.scope():
+        parts = build_parts(config, feature_dim, text_dim)
+        model = build_feature_model(parts, feature_dim, text_dim)
+        warmup = train_config.warmup_epochs * per_epoch
+        view = _compile(
+            model, config, train_config.learning_rate, train_config.weight_decay, train_config.epochs * per_epoch,
+            warmup,
+        )  # fmt: skip
     # One iterator for the whole fit (`repeat` + `steps_per_epoch`; the batches' generator
-    # reshuffles at each repetition, as it did for each epoch). `fit` re-creates a finite
-    # dataset's iterator every epoch, and with the feature arrays held in the pipeline many
-    # of those re-creations stalled 17 to 19 s on this machine (10 of 17 epochs in one run:
-    # a quarter of its training time; BENCHMARKS.md, sixth pass).
-    history = view.fit(
-        train_ds.repeat(), steps_per_epoch=per_epoch, validation_data=val_ds, epochs=train_config.epochs,
-        verbose=verbose, callbacks=_callbacks(run_dir, parts, val_arrays, train_config, "stage1"),
+    # reshuffles at each repetition, as it did for each epoch): `fit` re-creates a finite
+    # dataset's iterator every epoch, which stalls when the pipeline holds the feature arrays.
+    history = fit(
+        view, strategy, x=distribute(strategy, train_batches, batch), steps_per_epoch=per_epoch,
+        validation_data=distribute(strategy, val_batches, val_batch),
+        epochs=train_config.epochs, verbose=verbose if is_chief() else 0,
+        callbacks=_callbacks(run_dir, parts, val_arrays, train_config, "stage1"),
     )  # fmt: skip
-    save_run(run_dir, parts, feature_dim, text_dim, train_config)  # refuses non-finite weights
+    # The chief saves the run; another worker saves into its own folder (refuses non-finite weights).
+    save_run(worker_dir(run_dir), parts, feature_dim, text_dim, train_config)
     return parts, history
 
 
-def _raw_dataset(manifest, config, split, batch_size, training, seed, video_root=None):
+def _even_batch(n, batch_size, strategy):
+    """The evaluation batch under `strategy`: at most `batch_size` and `n`, a multiple of the
+    replicas (every replica gets the same number of full batches)."""
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        return batch_size
+    even = min(batch_size, n) // replicas * replicas
+    if even == 0:
+        raise ValueError(f"{n} validation clips cannot be split over {replicas} replicas.")
+    return even
+
+
+def _full_batches(ds, batch_size):
+    """`ds` re-batched to full batches only (the last partial one dropped)."""
+    return ds.unbatch().batch(batch_size, drop_remainder=True)
+
+
+def _raw_dataset(manifest, config, split, batch_size, training, seed, video_root=None, share=None):
+    """`(x, y)` batches of raw clips; `share=(pipelines, index)`: this input pipeline's files
+    of a shard folder (`kmm.data.shards.worker_files`)."""
     from kmm.data.pipeline import DataConfig, dataset_from_manifest
+    from kmm.data.shards import shard_dataset
 
     sampling = "random_segment" if training else "uniform"
     data_config = DataConfig(config.num_frames, config.frame_size, sampling, batch_size=batch_size, seed=seed,
                              video_root=video_root)  # fmt: skip
     require = ("caption",) if "retrieval" in config.tasks else ()
-    ds, report = dataset_from_manifest(
-        manifest, list(config.labels), data_config, training=training, split=split, require=require
-    )
+    if share is None:
+        ds, report = dataset_from_manifest(
+            manifest, list(config.labels), data_config, training=training, split=split, require=require
+        )
+    else:
+        ds, report = shard_dataset(manifest, list(config.labels), data_config, training, split, require, *share)
 
     def to_xy(batch):
         x = {specs.FRAMES: batch[specs.FRAMES], specs.TEXT: batch[specs.TEXT]}
@@ -205,25 +257,73 @@ def _raw_dataset(manifest, config, split, batch_size, training, seed, video_root
 def train_end_to_end(parts, manifest, train_config, run_dir, epochs, learning_rate, verbose=1, video_root=None):
     """Stage 2 (or joint training): encoders trainable, raw frames and strings in.
 
-    `video_root`: the folder every video must be in (default: the manifest's folder).
-    Returns the `EndToEnd` models and the history.
+    `manifest`: a manifest or a shard folder. `video_root`: the folder every video must be in
+    (default: the manifest's folder). Under a strategy, every worker reads the same stream of
+    global batches and keeps its share. Returns the `EndToEnd` models and the history.
     """
     keras.utils.set_random_seed(train_config.seed)
-    config = parts.config
-    models = build_end_to_end(parts, trainable_encoders=True)
-    train_ds, report = _raw_dataset(manifest, config, "train", train_config.batch_size, True, train_config.seed,
-                                    video_root)  # fmt: skip
-    val_ds, _ = _raw_dataset(manifest, config, "val", train_config.batch_size, False, train_config.seed, video_root)
+    strategy = make_strategy(train_config.strategy)
+    config, batch = parts.config, train_config.batch_size
+    with strategy.scope():  # TF-Hub encoders load inside it, so their variables are mirrored
+        models = build_end_to_end(parts, trainable_encoders=True)
+    raw_train, report = _raw_dataset(manifest, config, "train", batch, True, train_config.seed, video_root)
+    raw_val, val_report = _raw_dataset(manifest, config, "val", batch, False, train_config.seed, video_root)
     # Steps from the probe's count: iterating the dataset to count would decode every clip once more.
-    per_epoch = max(1, math.ceil(report.rows_used / train_config.batch_size))
-    warmup = train_config.warmup_epochs * per_epoch
-    view = _compile(models.trainer, config, learning_rate, train_config.weight_decay, epochs * per_epoch, warmup)
-    history = view.fit(
-        train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose,
-        callbacks=_callbacks(run_dir, parts, None, train_config, "stage2"),
+    per_epoch, steps = max(1, math.ceil(report.rows_used / batch)), None
+    train_ds, val_ds = raw_train, raw_val
+    if strategy.num_replicas_in_sync > 1:  # full global batches only, so every replica runs the same steps
+        if is_shard_folder(manifest):  # each input pipeline reads its own files
+            train_ds, steps = _sharded_input(manifest, config, train_config, strategy)
+        else:  # every pipeline reads the whole stream and keeps its slice of each global batch
+            train_ds = distribute(strategy, lambda: _full_batches(raw_train, batch).repeat(), batch)
+            steps = report.rows_used // batch
+        per_epoch = steps
+        if not steps:
+            raise ValueError(f"{report.rows_used} usable training clips: fewer than one global batch of {batch}.")
+        val_batch = _even_batch(val_report.rows_used, batch, strategy)
+        val_ds = distribute(strategy, lambda: _full_batches(raw_val, val_batch), val_batch)
+    with strategy.scope():
+        warmup = train_config.warmup_epochs * per_epoch
+        view = _compile(models.trainer, config, learning_rate, train_config.weight_decay, epochs * per_epoch, warmup)
+    history = fit(
+        view, strategy, x=train_ds, steps_per_epoch=steps, validation_data=val_ds, epochs=epochs,
+        verbose=verbose if is_chief() else 0, callbacks=_callbacks(run_dir, parts, None, train_config, "stage2"),
     )  # fmt: skip
     check_finite(models.trainer, "stage 2")
     return models, history
+
+
+def _sharded_input(folder, config, train_config, strategy):
+    """Stage 2's training input from a shard folder under a multi-replica strategy: each
+    input pipeline (one per worker) reads its own files (`worker_files`) in batches of
+    `batch_size / pipelines`, split into per-replica batches. Returns `(dataset, steps)`:
+    steps per epoch from the worker with the fewest clips, so all run the same steps."""
+    from kmm.data.report import DataReport
+    from kmm.data.shards import split_files, worker_files
+
+    batch = train_config.batch_size
+    cluster = getattr(strategy, "cluster_resolver", None)
+    spec = cluster.cluster_spec().as_dict() if cluster is not None else {}
+    pipelines = max(1, sum(len(spec.get(kind, [])) for kind in ("chief", "worker")))
+    if batch % pipelines:
+        raise ValueError(f"batch_size {batch} must be a multiple of the {pipelines} workers.")
+    require = ("caption",) if "retrieval" in config.tasks else ()
+    _, intact = split_files(folder, "train", DataReport(), require)
+    clips = []
+    for index in range(pipelines):
+        mine, by_record = worker_files([path for path, _ in intact], pipelines, index)
+        rows = sum(len(entry["rows"]) - len(entry["no_caption"] if require else []) for path, entry in intact
+                   if path in mine)  # fmt: skip
+        clips.append(rows // pipelines if by_record else rows)
+    steps = min(clips) // (batch // pipelines)
+
+    def dataset_fn(context):
+        share = (context.num_input_pipelines, context.input_pipeline_id)
+        ds, _ = _raw_dataset(folder, config, "train", batch // pipelines, True, train_config.seed, share=share)
+        per_replica = context.get_per_replica_batch_size(batch)
+        return ds.unbatch().batch(per_replica, drop_remainder=True).repeat()
+
+    return strategy.distribute_datasets_from_function(dataset_fn), steps
 
 
 def save_run(run_dir, parts, feature_dim, text_dim, train_config=None):

@@ -72,3 +72,25 @@ def test_embeddings_are_unit_norm_through_the_cli_client(exported):
 
     embedding = connect(exported[1]).embed_text(["a", ""])
     np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("store", [["--kind", "hnsw"], ["--qdrant", "QDRANT"]])
+def test_index_in_another_store_answers_like_the_flat_index(store, exported, tmp_path, capsys):
+    make_videos(tmp_path / "videos")
+    model = str(exported[1])
+    store = [str(tmp_path / "qdrant") if s == "QDRANT" else s for s in store]
+    for out, extra in (("flat", []), ("other", store)):
+        assert main(["index", str(tmp_path / "videos"), "--out", str(tmp_path / out), "--model", model, *extra]) == 0
+    flat, other = VideoIndex.load(tmp_path / "flat"), VideoIndex.load(tmp_path / "other")
+    assert other.info["vectors"]["backend"] == ("qdrant" if "--qdrant" in store else "faiss")
+    from kmm.serving.client import LocalClient
+
+    query = LocalClient(model).embed_text(["a red circle", "a blue square"])
+    for a, b in zip(flat.search(query, k=3), other.search(query, k=3), strict=True):
+        assert [hit[0] for hit in a] == [hit[0] for hit in b]
+        np.testing.assert_allclose([hit[1] for hit in a], [hit[1] for hit in b], atol=1e-5)
+    if "--qdrant" in store:
+        other.index.close()  # local mode locks its folder: one client at a time
+    capsys.readouterr()
+    assert main(["search", "a red circle", "--index", str(tmp_path / "other"), "--model", model]) == 0
+    assert "clip" in capsys.readouterr().out

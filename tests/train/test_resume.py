@@ -41,14 +41,14 @@ sys.exit(main(["train", "--config", sys.argv[1]]))
 @pytest.fixture(scope="module")
 def data(tiny_encoders, tmp_path_factory):
     """`(manifest, features folder)`: the features `kmm train` would extract, extracted once."""
-    from kmm.data.manifest import read_manifest
+    from kmm.data.pipeline import data_summary
     from kmm.train.run import model_config_from
 
     root = tmp_path_factory.mktemp("resume")
     manifest = generate.generate(root / "shapes", generate.PRESETS["tiny"], workers=1, progress=False)
-    rows = read_manifest(manifest)
-    splits = ["train", "val"] + sorted({r.split for r in rows} - {"train", "val"})
-    config = model_config_from({"model": {"preset": "tiny"}}, rows)
+    summary = data_summary(manifest)
+    splits = ["train", "val"] + sorted(set(summary) - {"train", "val"})
+    config = model_config_from({"model": {"preset": "tiny"}}, summary)
     feats.extract_features(manifest, config, root / "features", splits, batch_size=8, progress=False)
     return manifest, root / "features"
 

@@ -138,24 +138,35 @@ def test_stage2_fine_tunes_the_encoders(tiny_setup, tmp_path):
     assert any(not np.allclose(a.numpy(), b.numpy()) for a, b in zip(encoder_vars, fresh, strict=True))
 
 
-def test_joint_training_from_a_config_file(tiny_setup, tmp_path):
+def test_joint_and_staged_training_from_a_shard_folder(tiny_setup, tmp_path):
+    """A run config whose "manifest" is a `kmm data shard` folder: joint training, then
+    staged training whose features match the manifest's."""
+    from kmm.data.shards import write_shards
     from kmm.train.run import evaluate_saved_run, train_from_config
 
-    _, manifest, _, _ = tiny_setup
+    _, manifest, config, arrays = tiny_setup
+    # The tiny set's own frame count and size: the shards keep exactly the frames training samples.
+    write_shards(manifest, tmp_path / "shards", num_shards=3, frames=config.num_frames, size=32, progress=False)
     data = {
-        "manifest": str(manifest),
+        "manifest": str(tmp_path / "shards"),
         "run_dir": str(tmp_path / "joint"),
         "model": {"preset": "tiny", "fusion": "concat"},
         "train": {"mode": "joint", "epochs": 1, "batch_size": 8},
     }
     parts, run_dir, _ = train_from_config(data, verbose=0)
     assert parts.config.fusion == "concat" and (run_dir / "model.weights.h5").exists()
+    # Labels and tasks come from shards.json as they would from the manifest.
+    assert parts.config.labels == tuple(sorted(config.labels)) and parts.config.tasks == config.tasks
     # Fine-tuned encoders are kept, and evaluation used them.
     assert (run_dir / "end_to_end.keras").exists()
     assert (run_dir / "features.txt").read_text().strip().endswith("features-finetuned")
     assert json.loads((run_dir / "run.json").read_text())["train"]["mode"] == "joint"
     staged = dict(data, run_dir=str(tmp_path / "staged"), train={"epochs": 1, "batch_size": 8})
-    _, staged_dir, _ = train_from_config(staged, verbose=0)
+    parts, staged_dir, sharded = train_from_config(staged, verbose=0)
+    for split in SPLITS:  # the same clips and labels as features extracted from the manifest
+        mine, theirs = sharded[split], arrays[split]
+        names = dict(zip(mine["row"].tolist(), np.array(parts.config.labels)[mine["label_id"]], strict=True))
+        assert names == dict(zip(theirs["row"].tolist(), np.array(config.labels)[theirs["label_id"]], strict=True))
     results = evaluate_saved_run(staged_dir)
     assert {"val", "test", "compositional"} <= set(results)
 
