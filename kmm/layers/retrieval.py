@@ -2,7 +2,7 @@
 
 Under a `tf.distribute` strategy with several replicas, `SimilarityLogits` gathers every
 replica's embeddings (`all_gather`, differentiable), so each clip's negatives are the whole
-global batch, as on one device; `infonce_loss` reads that layout (`replica_logits`).
+global batch, as on one device; `infonce_loss` reads that layout (`_global_infonce`).
 """
 
 import math
@@ -13,16 +13,14 @@ from keras import ops
 
 
 def _replicas():
-    """`(replica context, number of replicas)`: `(None, 1)` outside a multi-replica step."""
+    """The replica context of a multi-replica step, else None."""
     context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return None, 1
-    return context, context.num_replicas_in_sync
+    return None if context is None or context.num_replicas_in_sync == 1 else context
 
 
 def local_logits(logits):
     """This replica's `(b, b)` block of `SimilarityLogits`' output (the output itself on one replica)."""
-    context, _ = _replicas()
+    context = _replicas()
     if context is None:
         return logits
     b = ops.shape(logits)[0]
@@ -66,7 +64,7 @@ class SimilarityLogits(keras.layers.Layer):
 
     def call(self, video, text):
         scale = ops.minimum(ops.exp(self.log_scale), self.max_scale)
-        context, _ = _replicas()
+        context = _replicas()
         if context is None:
             return scale * ops.matmul(video, ops.transpose(text))
         all_video, all_text = context.all_gather(video, axis=0), context.all_gather(text, axis=0)
@@ -94,7 +92,7 @@ def infonce_loss(y_true, logits):
     Under several replicas (`SimilarityLogits`' gathered layout) the groups are gathered
     too, and row i's positive is column `replica * b + i`.
     """
-    context, replicas = _replicas()
+    context = _replicas()
     if context is not None:
         return _global_infonce(y_true, logits, context)
     n = ops.shape(logits)[0]

@@ -127,12 +127,6 @@ class FaissVectors:
         faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
         return self.index.search(queries, k)
 
-    def reconstruct_all(self):
-        """The stored vectors `(n, d)` (exact for flat and HNSW, approximate for ivf-pq)."""
-        if self.kind.startswith("ivf"):
-            self.index.make_direct_map()
-        return self.index.reconstruct_n(0, len(self))
-
     def describe(self):
         return {"backend": "faiss", "kind": self.kind}
 
@@ -199,11 +193,6 @@ class QdrantVectors:
             for j, point in enumerate(answer.points):
                 scores[i, j], rows[i, j] = point.score, int(point.id)
         return scores, rows
-
-    def reconstruct_all(self):
-        points, _ = self.client.scroll(self.collection, limit=len(self), with_vectors=True)
-        points = sorted(points, key=lambda p: int(p.id))
-        return np.asarray([p.vector for p in points], np.float32)
 
     def close(self):
         self.client.close()

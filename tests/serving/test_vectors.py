@@ -44,7 +44,6 @@ def test_each_kind_finds_the_exact_neighbours_and_survives_a_round_trip(kind, mi
     store.save(tmp_path / "index.faiss")
     loaded = V.FaissVectors.load(tmp_path / "index.faiss", kind)
     np.testing.assert_array_equal(loaded.search(queries, 10)[1], rows)  # nprobe / efSearch kept
-    assert loaded.reconstruct_all().shape == x.shape
 
 
 def test_flat_scores_are_the_inner_products_with_blas_for_batches(data):
@@ -91,7 +90,7 @@ def test_qdrant_local_mode_answers_like_the_exact_scan(data, tmp_path):
     store.close()
     reopened = V.QdrantVectors.open(tmp_path / "qdrant", "clips")
     assert len(reopened) == 1000
-    np.testing.assert_allclose(reopened.reconstruct_all(), x[:1000], atol=1e-6)
+    np.testing.assert_array_equal(reopened.search(queries[:20], 10)[1], rows)
     reopened.close()
     with pytest.raises(FileNotFoundError, match="no collection 'other'"):
         V.QdrantVectors.open(tmp_path / "qdrant", "other")
