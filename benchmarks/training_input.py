@@ -27,6 +27,7 @@ import tensorflow as tf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quickstart_features import add_features_argument, load_quickstart_features  # noqa: E402
 
+from kmm import tasks  # noqa: E402
 from kmm.data.synth import generate, vocab  # noqa: E402
 from kmm.models.config import PRESETS  # noqa: E402
 from kmm.train import features as feats  # noqa: E402
@@ -41,7 +42,7 @@ def per_clip_baseline(arrays, config, seed=0):
     backwards = feats.reversed_caption_inputs(arrays, config)
     inputs = {**inputs, **{feats.REVERSED + k: v for k, v in backwards.items()}}
     labels = arrays["label_id"]
-    targets = feats.training_targets(config.tasks, labels, np.arange(len(labels), dtype=np.float32))
+    targets = tasks.targets(config, labels, np.arange(len(labels), dtype=np.float32))
     reversed_ids = tf.constant(feats.reversed_label_ids(config.labels, vocab.TIME_REVERSAL))
     generator = tf.random.Generator.from_seed(seed)
 

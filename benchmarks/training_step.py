@@ -27,7 +27,8 @@ import tensorflow as tf
 from kmm.data.synth import generate
 from kmm.models.builder import build_feature_model, build_parts
 from kmm.models.config import PRESETS
-from kmm.train.features import model_inputs, training_targets
+from kmm.tasks import targets
+from kmm.train.features import model_inputs
 from kmm.train.trainer import _compile
 
 BATCH, FEATURE_DIM, TEXT_DIM = 64, 64 * 112, 384
@@ -42,7 +43,7 @@ def batch(config, rng):
         "caption_tokens": rng.normal(size=(BATCH, config.max_caption_tokens, TEXT_DIM)).astype("float32"),
         "caption_padding_mask": np.ones((BATCH, config.max_caption_tokens), bool),
     }
-    y = training_targets(config.tasks, rng.integers(0, len(config.labels), BATCH), np.arange(BATCH, dtype="float32"))
+    y = targets(config, rng.integers(0, len(config.labels), BATCH), np.arange(BATCH, dtype="float32"))
     return model_inputs(x, config), y
 
 

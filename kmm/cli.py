@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from kmm import specs
 from kmm.models.config import FUSIONS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -272,7 +273,7 @@ def build_parser():
     quick.add_argument("--seed", type=int, default=0)
     quick.add_argument("--run-dir", help="Output folder (default: $KMM_HOME/runs/quickstart).")
     quick.add_argument(
-        "--export-dir", default="saved_models", help="TF Serving model base folder (default: saved_models)."
+        "--export-dir", default=specs.EXPORT_BASE, help="TF Serving model base folder (default: saved_models)."
     )
     quick.add_argument(
         "--no-pretrained", action="store_true",
@@ -302,7 +303,7 @@ def build_parser():
         "train",
         help="Train from a JSON run config (see kmm/train/run.py for the format).",
         description="Staged (features, then optional fine-tuning) or joint training with model.fit, "
-        "checkpoints, early stopping, TensorBoard and CSV logs, then evaluation.",
+        "resumable backups, early stopping on val R@1 or accuracy, TensorBoard and CSV logs, then evaluation.",
     )
     train.add_argument("--config", required=True, help="Run config JSON: manifest, run_dir, model, train.")
     train.add_argument("--run-dir", help="Override the config's run_dir.")

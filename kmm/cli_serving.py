@@ -6,10 +6,11 @@ model folder, newest version), `http://host:8501` (TF Serving REST) or `grpc://h
 
 from pathlib import Path
 
+from kmm import specs
 from kmm.serving.vectors import KINDS
 
-DEFAULT_BASE = "saved_models"
-DEFAULT_NAME = "kmm"  # a trained run's export
+DEFAULT_BASE = specs.EXPORT_BASE
+DEFAULT_NAME = specs.MODEL_NAME  # a trained run's export
 PRETRAINED_NAME = "kinetics"  # `kmm export --pretrained kinetics`: real videos, no training
 
 

@@ -9,7 +9,7 @@ import json
 import time
 from pathlib import Path
 
-from kmm import paths
+from kmm import paths, specs
 from kmm.data.synth import generate, vocab
 from kmm.models.config import PRESETS
 from kmm.serving.from_run import export_run
@@ -40,7 +40,7 @@ QUICKSTART_TRAINING = TrainConfig(
 
 
 def run_quickstart(run_dir=None, data_size="default", model_preset="default", train_config=QUICKSTART_TRAINING,
-                   overrides=None, verbose=1, log=print, export_dir="saved_models", export_name="kmm",
+                   overrides=None, verbose=1, log=print, export_dir=specs.EXPORT_BASE, export_name=specs.MODEL_NAME,
                    pretrained=True):  # fmt: skip
     """Runs the whole quickstart; returns `(results, timings, export_path)`.
 

@@ -35,6 +35,24 @@ TEXT_TOKENS = "text_tokens"  # float32 (batch, tokens, dim)
 TEXT_PADDING_MASK = "text_padding_mask"  # bool (batch, tokens)
 TEXT_EMBEDDING = "text_embedding"  # float32 (batch, dim)
 
+# === Model inputs and outputs (feature models, end-to-end models, exports) ===
+VIDEO_FEATURES = "video_features"  # float32 (batch, steps, dim): cached frame encoder outputs
+VIDEO_POOLED = "video_pooled"  # (batch, dim), only for fusion="none" / "concat"
+VIDEO_CELLS = "video_cells"  # (batch, steps * cells, dim), for fusion="text_guided" and the "matching" task
+CAPTION_EMBEDDING = "caption_embedding"  # (batch, text_dim): the text encoder's pooled caption
+CAPTION_TOKENS = "caption_tokens"  # (batch, max_caption_tokens, text_dim)
+CAPTION_PADDING_MASK = "caption_padding_mask"  # bool (batch, max_caption_tokens)
+LOGITS = "logits"  # (batch, labels): the classification head
+FRAME_ATTENTION = "frame_attention"  # (batch, frames): how much each frame weighed in the answer
+PROBABILITIES = "probabilities"  # (batch, labels), softmax of the logits
+SIMILARITY = "similarity"  # (batch, batch) training logits: video i against caption j
+MATCHING = "matching"  # (3 batch,) training logits: positive pairs, then two sets of hard negatives
+EMBEDDING = "embedding"  # (batch, dim), unit norm: what the embedding signatures and towers return
+
+# === Default export location: TF Serving's layout <EXPORT_BASE>/<name>/<version>/ ===
+EXPORT_BASE = "saved_models"
+MODEL_NAME = "kmm"
+
 # === Built-in offline encoders, addressed as kmm://<name> ===
 HANDLE_SCHEME = "kmm://"
 MINILM_L6 = "minilm-l6"

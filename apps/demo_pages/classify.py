@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from demo_pages import common
+from kmm import specs
 from kmm.data.sampling import uniform
 from kmm.demo import media
 from kmm.serving.index import clip_frames, frame_request
@@ -95,7 +96,7 @@ def render(session):
     scores = [float(s) for s in out["scores"][0]]
     st.success(f"**{common.plain(labels[0])}** ({scores[0]:.0%}) for {common.plain(name)}"
                + (f", text: *{common.plain(text)}*" if text else ""))  # fmt: skip
-    attention = out["frame_attention"][0]
+    attention = out[specs.FRAME_ATTENTION][0]
     if len(attention) != len(frames):  # the server resampled them: show the ones it kept
         frames = frames[uniform(len(frames), len(attention))]
     shown = frames[uniform(len(frames), min(len(frames), STRIP_FRAMES))]

@@ -4,13 +4,13 @@ import hashlib
 import os
 from pathlib import Path
 
-from kmm import paths
+from kmm import paths, specs
 from kmm.serving.client import ServingUnavailable, connect
 
-DEFAULT_BASE = "saved_models"
-DEFAULT_EXPORT = "saved_models/kmm"
+DEFAULT_BASE = specs.EXPORT_BASE
+DEFAULT_EXPORT = f"{specs.EXPORT_BASE}/{specs.MODEL_NAME}"
 # Real videos first: the pretrained Kinetics model, then the kmm-shapes model of the quickstart.
-PREFERRED_MODELS = ("kinetics", "kmm")
+PREFERRED_MODELS = ("kinetics", specs.MODEL_NAME)
 QUICKSTART_HINT = "./setup.sh && .venv/bin/kmm quickstart"
 VIDEOS_ENV = "KMM_DEMO_VIDEOS"  # a folder of the user's own videos, added to the search gallery
 
@@ -65,7 +65,7 @@ def local_versions(model_dir):
     return [p.name for p in reversed(list_versions(path))] if path.is_dir() else []
 
 
-def open_client(target, model_name="kmm", version=None):
+def open_client(target, model_name=specs.MODEL_NAME, version=None):
     """A client, or `NoExport` / `ServingUnavailable` with a message a person can act on."""
     target = str(target).strip()
     remote = target.startswith(("http://", "https://", "grpc://"))

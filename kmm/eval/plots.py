@@ -41,7 +41,8 @@ def plot_history(csv_paths, path):
     if not rows:
         return None
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for key in ("loss", "val_loss", "logits_acc", "val_logits_acc", "val_t2v_r1"):
+    # A classification-only model logs `acc` (Keras names a metric by its output only when there are several).
+    for key in ("loss", "val_loss", "logits_acc", "val_logits_acc", "acc", "val_acc", "val_t2v_r1"):
         points = [(epoch, float(r[key])) for epoch, r in enumerate(rows, 1) if r.get(key) not in (None, "")]
         if not points:
             continue

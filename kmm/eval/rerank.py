@@ -7,7 +7,7 @@ top `k`, which it re-orders. Below the top `k` the dual encoder's order stands.
 
 import numpy as np
 
-from kmm.models.towers import CAPTION_PADDING_MASK, CAPTION_TOKENS, VIDEO_CELLS, VIDEO_FEATURES
+from kmm.specs import CAPTION_PADDING_MASK, CAPTION_TOKENS, VIDEO_CELLS, VIDEO_FEATURES
 
 
 def video_cells(parts, arrays, batch_size=256):

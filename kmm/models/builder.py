@@ -14,14 +14,6 @@ from kmm import specs
 from kmm.layers import SimilarityLogits
 from kmm.layers.matching import HardNegativePairs
 from kmm.models.towers import (
-    CAPTION_EMBEDDING,
-    CAPTION_PADDING_MASK,
-    CAPTION_TOKENS,
-    FRAME_ATTENTION,
-    LOGITS,
-    VIDEO_CELLS,
-    VIDEO_FEATURES,
-    VIDEO_POOLED,
     build_classification_head,
     build_matching_head,
     build_text_tower,
@@ -29,12 +21,19 @@ from kmm.models.towers import (
     caption_keys,
     text_tower_inputs,
 )
-
-SIMILARITY = "similarity"
-MATCHING = (
-    "matching"  # (3 b,) training logits: positive pairs, then (negative video, caption), (video, negative caption)
+from kmm.specs import (
+    CAPTION_EMBEDDING,
+    CAPTION_PADDING_MASK,
+    CAPTION_TOKENS,
+    FRAME_ATTENTION,
+    LOGITS,
+    MATCHING,
+    PROBABILITIES,
+    SIMILARITY,
+    VIDEO_CELLS,
+    VIDEO_FEATURES,
+    VIDEO_POOLED,
 )
-PROBABILITIES = "probabilities"
 
 
 @dataclasses.dataclass

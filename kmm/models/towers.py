@@ -24,15 +24,17 @@ from kmm.layers.matching import TokenGuidedPooling
 from kmm.layers.slots import Tracks
 from kmm.layers.summary import FrameAttention, MaskedMean
 from kmm.layers.temporal import CellTemporalPooling, PositionEmbedding, TemporalDifference
+from kmm.specs import (
+    CAPTION_EMBEDDING,
+    CAPTION_PADDING_MASK,
+    CAPTION_TOKENS,
+    FRAME_ATTENTION,
+    LOGITS,
+    VIDEO_CELLS,
+    VIDEO_FEATURES,
+    VIDEO_POOLED,
+)
 
-VIDEO_FEATURES = "video_features"
-VIDEO_POOLED = "video_pooled"  # (b, dim), only for fusion="none" / "concat"
-VIDEO_CELLS = "video_cells"  # (b, t * cells, dim), for fusion="text_guided" and the "matching" task
-CAPTION_EMBEDDING = "caption_embedding"  # (b, text_dim): the text encoder's pooled caption
-CAPTION_TOKENS = "caption_tokens"  # (b, max_caption_tokens, text_dim)
-CAPTION_PADDING_MASK = "caption_padding_mask"  # bool (b, max_caption_tokens)
-FRAME_ATTENTION = "frame_attention"
-LOGITS = "logits"
 MATCHING_LOGIT = "matching_logit"
 
 

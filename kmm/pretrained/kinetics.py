@@ -104,8 +104,8 @@ class KineticsModels:
         probabilities = self.video_probabilities(inputs[specs.FRAMES], training=training)
         batch = tf.shape(probabilities)[0]
         return {
-            "probabilities": probabilities,
-            "frame_attention": tf.fill([batch, self.num_frames], 1 / self.num_frames),
+            specs.PROBABILITIES: probabilities,
+            specs.FRAME_ATTENTION: tf.fill([batch, self.num_frames], 1 / self.num_frames),
         }
 
 
@@ -191,7 +191,7 @@ def _metadata(config, signatures, gallery, k, name, limits):
     }
 
 
-def export_kinetics(base_dir="saved_models", name=NAME, videos=None, ids=None, captions=None, k=10,
+def export_kinetics(base_dir=specs.EXPORT_BASE, name=NAME, videos=None, ids=None, captions=None, k=10,
                     report=None, log=None, progress=True, limits=DEFAULT_LIMITS):  # fmt: skip
     """Writes the zero-shot Kinetics model as `base_dir/name/<next version>/`; returns that path.
 

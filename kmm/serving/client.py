@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kmm import specs
+
 DEFAULT_MODEL_NAME = "kmm"
 
 
@@ -99,10 +101,10 @@ class Client:
         return self.predict("classify_jpeg", {"jpeg_frames": encoded, "text": _as_text(text)})
 
     def embed_video(self, frames):
-        return self.predict("embed_video", {"frames": self._frames(frames)})["embedding"]
+        return self.predict("embed_video", {"frames": self._frames(frames)})[specs.EMBEDDING]
 
     def embed_text(self, texts):
-        return self.predict("embed_text", {"text": _as_text(texts)})["embedding"]
+        return self.predict("embed_text", {"text": _as_text(texts)})[specs.EMBEDDING]
 
     def search(self, texts):
         """Queries -> `{"ids": [b, k] bytes, "scores": [b, k]}` over the export's gallery."""
@@ -226,7 +228,7 @@ class RestClient(Client):
         body = {"signature_name": signature, "inputs": {k: _json_value(v) for k, v in inputs.items()}}
         outputs = self._request(f"{self.base}:predict", body)["outputs"]
         if not isinstance(outputs, dict):  # a single-output signature answers with the bare value
-            outputs = {"embedding": outputs}
+            outputs = {specs.EMBEDDING: outputs}
         return {k: _from_json(v) for k, v in outputs.items()}
 
     def signatures(self):

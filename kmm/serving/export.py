@@ -92,13 +92,13 @@ def _signatures(models, config, gallery_embeddings, gallery_ids, k, limits):
 
     def classify_clips(clips, text):
         out = models.classifier({specs.FRAMES: clips, specs.TEXT: text}, training=False)
-        probabilities = out["probabilities"]
+        probabilities = out[specs.PROBABILITIES]
         scores, index = tf.math.top_k(probabilities, top)
         return {
-            "probabilities": probabilities,
+            specs.PROBABILITIES: probabilities,
             "labels": tf.gather(labels, index),
             "scores": scores,
-            "frame_attention": out["frame_attention"],
+            specs.FRAME_ATTENTION: out[specs.FRAME_ATTENTION],
         }
 
     def classify(frames, text):
@@ -115,10 +115,10 @@ def _signatures(models, config, gallery_embeddings, gallery_ids, k, limits):
 
     def embed_video(frames):
         clips = P.fit_clips(check_frames(frames), n, size)
-        return {"embedding": models.video_embedder(clips, training=False)}
+        return {specs.EMBEDDING: models.video_embedder(clips, training=False)}
 
     def embed_text(text):
-        return {"embedding": models.text_embedder(P.check_text(text, limits=limits), training=False)}
+        return {specs.EMBEDDING: models.text_embedder(P.check_text(text, limits=limits), training=False)}
 
     def search(text):
         query = models.text_embedder(P.check_text(text, limits=limits), training=False)
@@ -191,7 +191,7 @@ def _metadata(config, signatures, gallery, k, metrics, name, version, limits):
     }
 
 
-def export_model(parts, base_dir="saved_models", name="kmm", gallery=None, k=10, metrics=None, encoders=None,
+def export_model(parts, base_dir=specs.EXPORT_BASE, name=specs.MODEL_NAME, gallery=None, k=10, metrics=None, encoders=None,
                  warmup=True, extra_files=None, limits=P.DEFAULT_LIMITS, log=None):  # fmt: skip
     """Exports a trained model as `base_dir/name/<next version>/`; returns that path.
 

@@ -27,7 +27,6 @@ def run_encoders(run_dir):
 def gallery_from_features(parts, feature_dir, split="test"):
     """The `split` clips of a run's feature cache as a `Gallery` (one item per video file)."""
     from kmm.data.manifest import read_manifest
-    from kmm.models.towers import VIDEO_FEATURES
     from kmm.train.features import load_features
 
     feature_dir = Path(feature_dir)
@@ -37,7 +36,9 @@ def gallery_from_features(parts, feature_dir, split="test"):
     arrays = load_features(path)
     manifest = Path(json.loads((feature_dir / "features.json").read_text())["signature"]["manifest"])
     rows = {r.index: r for r in read_manifest(manifest, video_root="/")}  # the rows the features hold
-    embeddings = parts.video_tower.predict(arrays[VIDEO_FEATURES], batch_size=256, verbose=0)[specs.VIDEO_EMBEDDING]
+    embeddings = parts.video_tower.predict(arrays[specs.VIDEO_FEATURES], batch_size=256, verbose=0)[
+        specs.VIDEO_EMBEDDING
+    ]
     ids, videos, captions, keep, seen = [], [], [], [], set()
     for i, row_index in enumerate(arrays[specs.ROW].tolist()):
         row = rows[row_index]
@@ -53,7 +54,7 @@ def gallery_from_features(parts, feature_dir, split="test"):
     return Gallery(ids=ids, embeddings=np.asarray(embeddings)[keep], videos=videos, captions=captions)
 
 
-def export_run(run_dir, base_dir="saved_models", name="kmm", gallery_split="test", k=10, towers_dir=None,
+def export_run(run_dir, base_dir=specs.EXPORT_BASE, name=specs.MODEL_NAME, gallery_split="test", k=10, towers_dir=None,
                log=None, limits=DEFAULT_LIMITS):  # fmt: skip
     """Exports a run folder; returns the version path. `gallery_split=None`: no `search` signature.
 

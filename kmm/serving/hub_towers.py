@@ -25,7 +25,7 @@ from kmm import specs
 from kmm.encoders.reusable_savedmodel import save_reusable_savedmodel
 from kmm.serving import preprocess as P
 
-EMBEDDING = "embedding"
+EMBEDDING = specs.EMBEDDING
 
 
 def export_towers(parts, out_dir, encoders=None):

@@ -8,8 +8,9 @@ import numpy as np
 
 from kmm import specs
 from kmm.eval.metrics import bidirectional_retrieval
-from kmm.models.towers import VIDEO_FEATURES, caption_keys
+from kmm.models.towers import caption_keys
 from kmm.paths import replacing
+from kmm.specs import VIDEO_FEATURES
 
 
 def embed_arrays(parts, arrays, batch_size=256):

@@ -25,10 +25,16 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from kmm import specs
+from kmm import specs, tasks
 from kmm.data.pipeline import DataConfig, dataset_from_manifest
-from kmm.models.towers import CAPTION_EMBEDDING, CAPTION_PADDING_MASK, CAPTION_TOKENS, VIDEO_FEATURES, caption_keys
+from kmm.models.towers import caption_keys
 from kmm.paths import file_sha256, replacing
+from kmm.specs import (
+    CAPTION_EMBEDDING,
+    CAPTION_PADDING_MASK,
+    CAPTION_TOKENS,
+    VIDEO_FEATURES,
+)
 
 REVERSED = "reversed_"  # prefix of the cached captions of the clips played backwards
 CAPTION_GROUP = "caption_group"  # optional key shared by captions that say the same thing
@@ -142,7 +148,7 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
     data_config = DataConfig(config.num_frames, config.frame_size, batch_size=batch_size, video_root=video_root)
     results = {}
     for split in splits:
-        require = ("caption",) if "retrieval" in config.tasks else ()
+        require = ("caption",) if tasks.needs_captions(config) else ()
         ds, report = dataset_from_manifest(manifest, config.labels or None, data_config, split=split, require=require)
         columns = {k: [] for k in (VIDEO_FEATURES, specs.LABEL_ID, specs.ROW, specs.TEXT, specs.CAPTION)}
         for batch in tqdm(ds, desc=f"features {split}", unit="batch", disable=not progress):
@@ -234,21 +240,6 @@ def model_inputs(arrays, config):
     return {k: arrays[k] for k in keys}
 
 
-def training_targets(tasks, label_ids, caption_groups):
-    """Targets for the outputs the tasks train: label ids for `logits`; caption-group ids
-    for `similarity` (InfoNCE's positives are the diagonal; same-group pairs are no
-    negatives, see `infonce_loss`) and for `matching` (unused: the pairs' layout says which
-    match)."""
-    targets = {}
-    if "classification" in tasks:
-        targets["logits"] = label_ids
-    if "retrieval" in tasks:
-        targets["similarity"] = caption_groups
-    if "matching" in tasks:
-        targets["matching"] = caption_groups
-    return targets
-
-
 def reversed_label_ids(labels, time_reversal):
     """Label id -> the id of the label a time-reversed clip has (-1: not reversible).
 
@@ -336,7 +327,7 @@ def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time
     labels = np.asarray(arrays[specs.LABEL_ID])
     groups, reversed_groups = caption_group_ids(arrays)
     if not training:
-        targets = training_targets(config.tasks, labels, groups)
+        targets = tasks.targets(config, labels, groups)
         return tf.data.Dataset.from_tensor_slices((inputs, targets)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
     n = len(labels)
     if n < batch_size:
@@ -403,7 +394,7 @@ class _IndexBatches:
             yield index, flip
 
 
-def _gather_batch(data, index, flip, tasks, weighted):
+def _gather_batch(data, index, flip, task_names, weighted):
     """A training batch: rows `index`, the `flip`ped ones played backwards (frames,
     label, caption and caption group)."""
     x = {k: tf.gather(v, index) for k, v in data["inputs"].items()}
@@ -413,10 +404,10 @@ def _gather_batch(data, index, flip, tasks, weighted):
         x[key] = tf.where(tf.reshape(flip, [-1] + [1] * (backwards.shape.rank - 1)), backwards, x[key])
     labels = tf.where(flip, tf.gather(data["reversed_labels"], index), tf.gather(data["labels"], index))
     groups = tf.where(flip, tf.gather(data["reversed_groups"], index), tf.gather(data["groups"], index))
-    y = training_targets(tasks, labels, groups)
+    y = tasks.targets(task_names, labels, groups)
     if not weighted:
         return x, y
     # A reversed clip whose reversed caption is not cached has no caption that describes it.
     keep = tf.ones_like(groups) if data["reversed"] else tf.where(flip, 0.0, 1.0)
-    weights = {k: keep if k in ("similarity", "matching") else tf.ones_like(groups) for k in y}
+    weights = tasks.caption_weights(task_names, keep, tf.ones_like(groups))
     return x, y, weights

@@ -13,16 +13,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kmm import specs
+from kmm import specs, tasks
 from kmm.data.shards import is_shard_folder
-from kmm.layers.matching import matching_loss
-from kmm.layers.retrieval import infonce_loss
-from kmm.models.builder import MATCHING, SIMILARITY, build_end_to_end, build_feature_model, build_parts
+from kmm.models.builder import build_end_to_end, build_feature_model, build_parts
 from kmm.models.config import ModelConfig
-from kmm.models.towers import LOGITS
+from kmm.specs import FRAME_ATTENTION, LOGITS, VIDEO_FEATURES
 from kmm.train.callbacks import BackupAndRestore, ResumableCSVLogger, RetrievalEvaluation
 from kmm.train.distribute import STRATEGIES, distribute, fit, is_chief, make_strategy, worker_dir
-from kmm.train.features import features_dataset, training_targets
+from kmm.train.features import features_dataset
 
 TRAINING_MODES = ("staged", "joint")
 
@@ -43,10 +41,10 @@ class TrainConfig:
     # Linear warm-up to `learning_rate` over the first epochs, then cosine decay to 5% of it.
     warmup_epochs: int = 0
     weight_decay: float = 1e-4
+    # Stop after `patience` epochs without progress on `early_stopping_metric`.
     patience: int = 10
     # Keep the last epoch's weights (the cosine schedule ends at a low rate) rather than the
-    # lowest-val_loss epoch: the classification loss on val rises with confidence while
-    # accuracy and retrieval still improve, so the lowest val_loss is usually an early epoch.
+    # best epoch by `early_stopping_metric`.
     restore_best: bool = False
     # Stage-1 augmentation: (label, reversed_label) pairs; see features.features_dataset.
     time_reversal: tuple = ()
@@ -70,21 +68,6 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
 
 
-def _losses(config):
-    losses, weights, metrics = {}, {}, {}
-    if "classification" in config.tasks:
-        losses[LOGITS] = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        weights[LOGITS] = config.classification_weight
-        metrics[LOGITS] = [keras.metrics.SparseCategoricalAccuracy(name="acc")]
-    if "retrieval" in config.tasks:
-        losses[SIMILARITY] = infonce_loss
-        weights[SIMILARITY] = config.retrieval_weight
-    if "matching" in config.tasks:
-        losses[MATCHING] = matching_loss
-        weights[MATCHING] = config.matching_weight
-    return losses, weights, metrics
-
-
 def learning_rate_schedule(learning_rate, steps, warmup_steps=0):
     """Cosine decay from `learning_rate` to 5% of it over `steps`, after a linear warm-up
     from 5% over the first `warmup_steps` (a high rate from the first step can collapse the
@@ -99,7 +82,7 @@ def learning_rate_schedule(learning_rate, steps, warmup_steps=0):
 
 
 def _compile(model, config, learning_rate, weight_decay, steps, warmup_steps=0):
-    losses, weights, metrics = _losses(config)
+    losses, weights, metrics = tasks.compile_arguments(config)
     view = keras.Model(model.input, {k: model.output[k] for k in losses}, name=model.name + "_train")
     schedule = learning_rate_schedule(learning_rate, steps, warmup_steps)
     view.compile(keras.optimizers.AdamW(schedule, weight_decay=weight_decay), losses, weights, metrics=metrics)
@@ -120,6 +103,22 @@ def resume_epoch(backup):
     return int(json.loads(metadata.read_text())["epoch"]) if metadata.exists() else 0
 
 
+def early_stopping_metric(config, retrieval_logged):
+    """`(monitor, mode)` for early stopping: what the model is for, not `val_loss`.
+
+    The classification loss on val rises as the model grows confident while its accuracy
+    and retrieval still improve, so the lowest `val_loss` is usually an early epoch. Watched
+    instead: text->video R@1 on val when it is logged (`RetrievalEvaluation`), else val
+    accuracy, else (retrieval alone, without the R@1 pass) the val InfoNCE loss, which
+    falls as retrieval improves.
+    """
+    if retrieval_logged:
+        return "val_t2v_r1", "max"
+    if "classification" in config.tasks:  # Keras prefixes a metric with its output's name only when there are several
+        return ("val_acc" if len(config.tasks) == 1 else f"val_{specs.LOGITS}_acc"), "max"
+    return "val_loss", "min"
+
+
 def _callbacks(run_dir, parts, val_arrays, train_config, stage):
     """The callbacks of one stage's `fit`. Order matters at each epoch's end: the logs are
     complete (retrieval metrics) before they are written, and the history row is written
@@ -133,16 +132,11 @@ def _callbacks(run_dir, parts, val_arrays, train_config, stage):
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if val_arrays is not None and parts.text_tower is not None:
         callbacks.append(RetrievalEvaluation(parts, val_arrays))
+    monitor, mode = early_stopping_metric(parts.config, retrieval_logged=len(callbacks) > 1)
     callbacks += [
         keras.callbacks.EarlyStopping(
-            "val_loss", patience=train_config.patience, restore_best_weights=train_config.restore_best
+            monitor, mode=mode, patience=train_config.patience, restore_best_weights=train_config.restore_best
         ),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "checkpoints" / f"{stage}.best.weights.h5"),
-            "val_loss",
-            save_best_only=True,
-            save_weights_only=True,
-        ),  # fmt: skip
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard" / stage)),
         ResumableCSVLogger(str(run_dir / f"history_{stage}.csv")),
         BackupAndRestore(str(backup_dir(run_dir, stage, parts, train_config)), restore_dir=str(chief_backup)),
@@ -168,7 +162,7 @@ def train_on_features(config, train_arrays, val_arrays, train_config, run_dir, v
     """
     keras.utils.set_random_seed(train_config.seed)
     strategy = make_strategy(train_config.strategy)
-    feature_dim = train_arrays["video_features"].shape[-1]
+    feature_dim = train_arrays[VIDEO_FEATURES].shape[-1]
     text_dim = train_arrays[specs.TEXT_TOKENS].shape[-1]
     batch = train_config.batch_size
     per_epoch = len(train_arrays[specs.LABEL_ID]) // batch
@@ -235,7 +229,7 @@ def _raw_dataset(manifest, config, split, batch_size, training, seed, video_root
     sampling = "random_segment" if training else "uniform"
     data_config = DataConfig(config.num_frames, config.frame_size, sampling, batch_size=batch_size, seed=seed,
                              video_root=video_root)  # fmt: skip
-    require = ("caption",) if "retrieval" in config.tasks else ()
+    require = ("caption",) if tasks.needs_captions(config) else ()
     if share is None:
         ds, report = dataset_from_manifest(
             manifest, list(config.labels), data_config, training=training, split=split, require=require
@@ -245,11 +239,11 @@ def _raw_dataset(manifest, config, split, batch_size, training, seed, video_root
 
     def to_xy(batch):
         x = {specs.FRAMES: batch[specs.FRAMES], specs.TEXT: batch[specs.TEXT]}
-        if "retrieval" in config.tasks:
+        if tasks.needs_captions(config):
             x[specs.CAPTION] = batch[specs.CAPTION]
         # Equal captions in a batch are one group (a hash: no vocabulary needed in the graph).
         groups = tf.cast(tf.strings.to_hash_bucket_fast(batch[specs.CAPTION], 2**24), tf.float32)
-        return x, training_targets(config.tasks, batch[specs.LABEL_ID], groups)
+        return x, tasks.targets(config, batch[specs.LABEL_ID], groups)
 
     return ds.map(to_xy), report
 
@@ -307,7 +301,7 @@ def _sharded_input(folder, config, train_config, strategy):
     pipelines = max(1, sum(len(spec.get(kind, [])) for kind in ("chief", "worker")))
     if batch % pipelines:
         raise ValueError(f"batch_size {batch} must be a multiple of the {pipelines} workers.")
-    require = ("caption",) if "retrieval" in config.tasks else ()
+    require = ("caption",) if tasks.needs_captions(config) else ()
     _, intact = split_files(folder, "train", DataReport(), require)
     clips = []
     for index in range(pipelines):
@@ -361,8 +355,8 @@ def predict_arrays(parts, arrays, batch_size=256):
     """Class probabilities (or None) and frame attention for a features split."""
     from kmm.train.features import model_inputs
 
-    model = build_feature_model(parts, arrays["video_features"].shape[-1], arrays[specs.TEXT_TOKENS].shape[-1])
+    model = build_feature_model(parts, arrays[VIDEO_FEATURES].shape[-1], arrays[specs.TEXT_TOKENS].shape[-1])
     if parts.head is None:
         return None, None
     out = model.predict(model_inputs(arrays, parts.config), batch_size=batch_size, verbose=0)
-    return np.asarray(keras.ops.softmax(out[LOGITS])), np.asarray(out["frame_attention"])
+    return np.asarray(keras.ops.softmax(out[LOGITS])), np.asarray(out[FRAME_ATTENTION])

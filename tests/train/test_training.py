@@ -85,7 +85,9 @@ def test_staged_training_writes_a_reloadable_run(tiny_setup, tmp_path):
     results = evaluate_run(
         parts, {"val": arrays["val"], "test": arrays["test"]}, run / "eval", [run / "history_stage1.csv"]
     )
-    assert 0 <= results["test"]["classification"]["accuracy"] <= 1
+    probabilities = predict_arrays(parts, arrays["test"])[0]
+    expected = np.mean(probabilities.argmax(-1) == arrays["test"]["label_id"])
+    assert results["test"]["classification"]["accuracy"] == pytest.approx(expected)
     assert set(results["test"]["retrieval"]) == {"text_to_video", "video_to_text"}
     for name in ("metrics.json", "metrics.md", "confusion_test.png", "recall.png", "training_curves.png"):
         assert (run / "eval" / name).exists(), name
@@ -210,6 +212,24 @@ def test_single_task_variants_train(tiny_setup, tmp_path, tasks):
     assert (parts.head is None) == (tasks == ("retrieval",)) and (parts.text_tower is None) == (
         tasks == ("classification",)
     )
+
+
+@pytest.mark.parametrize(
+    "tasks, monitor", [(("classification",), "val_acc"), (("classification", "retrieval"), "val_t2v_r1")]
+)
+def test_early_stopping_watches_a_logged_metric_and_stops(tiny_setup, tmp_path, tasks, monitor):
+    from kmm.train.trainer import early_stopping_metric
+
+    _, _, config, arrays = tiny_setup
+    config = config.replace(tasks=tasks)
+    assert early_stopping_metric(config, retrieval_logged="retrieval" in tasks) == (monitor, "max")
+    # A learning rate of 0 never improves the metric: patience 1 stops after the second epoch.
+    # (A monitor name that is not logged only warns in Keras, and all 4 epochs would run.)
+    _, history = train_on_features(
+        config, arrays["train"], arrays["val"], TrainConfig(epochs=4, batch_size=8, patience=1, learning_rate=0.0),
+        tmp_path, verbose=0,
+    )  # fmt: skip
+    assert monitor in history.history and len(history.history["loss"]) == 2
 
 
 def test_learning_rate_warms_up_linearly_then_decays_by_cosine():
