@@ -182,6 +182,7 @@ class TextGuidedPooling(keras.layers.Layer):
 
     Example:
 
+    >>> import numpy as np
     >>> TextGuidedPooling(num_frames=2, cells=4, positions=True)(np.ones((3, 8, 16)), np.ones((3, 5))).shape
     TensorShape([3, 2, 18])
     """

@@ -31,6 +31,7 @@ class TokenGuidedPooling(TextGuidedPooling):
 
     Example:
 
+    >>> import numpy as np
     >>> TokenGuidedPooling(num_frames=2, cells=4)(np.ones((3, 8, 16)), np.ones((3, 5, 16))).shape
     TensorShape([3, 5, 2, 18])
     """

@@ -25,8 +25,9 @@ class TemporalPooling(keras.layers.Layer):
 
     Example:
 
+    >>> import numpy as np
     >>> TemporalPooling("mean")(np.ones((2, 8, 4)), padding_mask=np.ones((2, 8), bool)).shape
-    (2, 4)
+    TensorShape([2, 4])
     """
 
     def __init__(self, mode="mean", **kwargs):

@@ -107,8 +107,11 @@ def build_feature_model(parts, feature_dim, text_dim):
 
     Example:
 
-    >>> parts = build_parts(PRESETS["tiny"].replace(labels=("a", "b")), 512, 32)  # doctest: +SKIP
-    >>> model = build_feature_model(parts, 512, 32)  # doctest: +SKIP
+    >>> from kmm.models.config import PRESETS
+    >>> parts = build_parts(PRESETS["tiny"].replace(labels=("a", "b")), 512, 32)
+    >>> model = build_feature_model(parts, 512, 32)
+    >>> sorted(model.output)
+    ['frame_attention', 'logits', 'similarity']
     """
     config = parts.config
     inputs = {
