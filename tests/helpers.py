@@ -48,10 +48,12 @@ def run_layer_test(make_layer, inputs, tmp_path, train_target=None, atol=1e-5):
     head = keras.layers.Dense(2, name="test_head")
     model = keras.Model(sym_inputs, head(keras.layers.Flatten()(target_fn(outputs))))
 
-    # Eager call matches the model's call.
+    # Eager call matches the symbolic graph's call, in shape and in value.
     eager = layer(inputs)
-    for out, spec in zip(tf.nest.flatten(eager), tf.nest.flatten(outputs), strict=True):
-        assert out.shape[1:] == tuple(spec.shape[1:]) or None in spec.shape[1:]
+    graph = keras.Model(sym_inputs, outputs)(inputs)
+    for out, spec, value in zip(tf.nest.flatten(eager), tf.nest.flatten(outputs), tf.nest.flatten(graph), strict=True):
+        assert all(a == b for a, b in zip(out.shape[1:], spec.shape[1:], strict=True) if b is not None)
+        np.testing.assert_allclose(np.asarray(out), np.asarray(value), atol=atol)
 
     # One fit step runs and gives a finite loss.
     batch = tf.nest.flatten(inputs)[0].shape[0]

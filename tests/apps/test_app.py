@@ -102,8 +102,13 @@ def test_search_both_ways(app):
     assert "Gallery: " in app.caption[0].value and "videos" in app.caption[0].value
     app.text_input(key="query").set_value("a red circle moving left").run()
     assert_no_traceback(app)
-    scores = [m.value for m in app.markdown if m.value.startswith("**0.") or m.value.startswith("**-0.")]
-    assert len(scores) >= 4  # a grid of hits with scores
+    hits = [m.value[2:].split("** · ") for m in app.markdown if m.value.startswith("**") and "** · " in m.value]
+    [top] = [t.value for t in app.markdown if t.value.startswith("Top ")]
+    shown, total = (int(w) for w in top.split()[1:4:2])  # "Top 8 of 30 videos for ..."
+    assert len(hits) == shown == min(8, total)  # the slider's default k, each hit once
+    scores = [float(score) for score, _ in hits]
+    assert len({item for _, item in hits}) == shown and scores == sorted(scores, reverse=True)
+    assert all(-1.0 <= score <= 1.0 for score in scores)  # cosine similarities of unit embeddings
     assert len(app.get("image")) >= 4  # animated previews
     assert len(app.dataframe) == 1 and len(app.dataframe[0].value) >= 1  # video -> nearest captions
 

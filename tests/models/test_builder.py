@@ -34,13 +34,59 @@ def _for(config, x):
     return model_inputs(x, config)
 
 
+def _with_row(x, key, row, seed, where=slice(None)):
+    """`x` with `x[key][row][where]` replaced by fresh noise."""
+    changed = {k: np.array(v) for k, v in x.items()}
+    rng = np.random.default_rng(seed)
+    changed[key][row][where] = rng.normal(size=changed[key][row][where].shape)
+    return changed
+
+
+def _attended_video(parts):
+    """Feature-model inputs -> the head's attended video summary (what `fused` concatenates to the pooled text)."""
+    head = parts.head
+    summary = keras.Model(head.input, head.get_layer("fused").input[0])
+
+    def run(x):
+        video = parts.video_tower({"video_features": x["video_features"]})
+        inputs = {k: tf.convert_to_tensor(x[k]) for k in (specs.TEXT_TOKENS, specs.TEXT_PADDING_MASK)}
+        inputs.update({k: video[k] for k in head.input if k not in inputs})
+        return summary(inputs).numpy()
+
+    return run
+
+
 @pytest.mark.parametrize("temporal, fusion", list(itertools.product(TEMPORAL_MODELS, FUSIONS)))
-def test_every_option_builds_and_runs(temporal, fusion):
+def test_every_option_reads_what_it_should_and_nothing_else(temporal, fusion):
     config = PRESETS["tiny"].replace(labels=LABELS, temporal=temporal, fusion=fusion)
     parts = build_parts(config, FEATURE_DIM, TEXT_DIM)
-    out = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)(_for(config, _inputs()))
+    model = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)
+    x = {k: np.asarray(v) for k, v in _for(config, _inputs()).items()}
+    out = {k: v.numpy() for k, v in model(x).items()}
     assert out["logits"].shape == (4, 3) and out["similarity"].shape == (4, 4)
-    np.testing.assert_allclose(out["frame_attention"].numpy().sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(out["frame_attention"].sum(1), 1, atol=1e-5)
+
+    def moved(a, b):
+        return np.abs(a - b).max() > 1e-4
+
+    # Row 1's question text: fused models answer differently for row 1 and only for row 1;
+    # fusion="none" classifies from the video alone.
+    text = model(_with_row(x, specs.TEXT_TOKENS, 1, seed=1))["logits"].numpy()
+    assert moved(text[1], out["logits"][1]) == (fusion != "none")
+    np.testing.assert_allclose(np.delete(text, 1, 0), np.delete(out["logits"], 1, 0), atol=1e-5)
+    if fusion in ("cross_attention", "co_attention", "text_guided"):  # the attention reads the text itself,
+        # not only the pooled text concatenated after it: the attended video summary moves.
+        attended = _attended_video(parts)
+        before, after = attended(x), attended(_with_row(x, specs.TEXT_TOKENS, 1, seed=1))
+        assert moved(after[1], before[1])
+        np.testing.assert_allclose(np.delete(after, 1, 0), np.delete(before, 1, 0), atol=1e-5)
+    # Row 0's padded tokens (its mask ends after 2 tokens) are read by no option.
+    padded = model(_with_row(x, specs.TEXT_TOKENS, 0, seed=2, where=slice(2, None)))["logits"].numpy()
+    np.testing.assert_allclose(padded, out["logits"], atol=1e-5)
+    # Row 2's video: its logits and its similarity row move; no other clip's do.
+    video = {k: v.numpy() for k, v in model(_with_row(x, "video_features", 2, seed=3)).items()}
+    assert moved(video["logits"][2], out["logits"][2]) and moved(video["similarity"][2], out["similarity"][2])
+    np.testing.assert_allclose(np.delete(video["similarity"], 2, 0), np.delete(out["similarity"], 2, 0), atol=1e-5)
 
 
 @pytest.mark.parametrize("frame_cell_dim, cell_positions", [(0, False), (0, True), (4, False)])
