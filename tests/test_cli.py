@@ -109,3 +109,16 @@ def test_a_full_disk_is_a_one_line_error(monkeypatch, capsys):
     assert cli.main(["evaluate", "runs/x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kmm: error: the disk is full writing runs/x/model.weights.h5") and "Traceback" not in err
+
+
+def test_data_samples_copies_real_videos_with_captions_and_licenses(tmp_path, capsys):
+    from kmm.data.manifest import read_manifest
+    from kmm.data.video_io import probe
+
+    assert main(["data", "samples", "--out", str(tmp_path / "samples")]) == 0
+    out = capsys.readouterr().out
+    manifest = tmp_path / "samples" / "manifest.csv"
+    assert str(manifest) in out and "LICENSES.md" in out
+    rows = read_manifest(manifest)
+    assert rows and all(row.caption for row in rows)
+    assert all(probe(row.video).num_frames > 0 for row in rows)  # real, decodable videos
