@@ -32,8 +32,8 @@ def worker(args):
     import numpy as np
     import tensorflow as tf
 
+    from kmm.features import cache as feats
     from kmm.models.config import ModelConfig
-    from kmm.train import features as feats
     from kmm.train.distribute import make_strategy
     from kmm.train.trainer import TrainConfig, train_on_features
 

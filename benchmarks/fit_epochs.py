@@ -30,7 +30,7 @@ from quickstart_features import add_features_argument, load_quickstart_features 
 from kmm.data.synth import generate, vocab  # noqa: E402
 from kmm.models.builder import build_feature_model, build_parts  # noqa: E402
 from kmm.models.config import PRESETS  # noqa: E402
-from kmm.train.features import features_dataset  # noqa: E402
+from kmm.train.batches import features_dataset  # noqa: E402
 from kmm.train.trainer import _compile  # noqa: E402
 
 BATCH, PAIRS = 64, 16

@@ -22,9 +22,9 @@ from kmm.data.synth.generate import label_names
 from kmm.eval.evaluate import evaluate_split
 from kmm.eval.metrics import retrieval_metrics
 from kmm.eval.rerank import match_scores, rerank, video_cells
+from kmm.features.arrays import embed_arrays
 from kmm.models.config import PRESETS
 from kmm.quickstart import QUICKSTART_TRAINING
-from kmm.train.callbacks import embed_arrays
 from kmm.train.trainer import train_on_features
 
 WEIGHTS = (0.1, 0.3, 1.0, 3.0)

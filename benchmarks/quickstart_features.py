@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from kmm.features.cache import load_features
 from kmm.models.config import PRESETS
 from kmm.quickstart import SPLITS, features_dir
-from kmm.train.features import load_features
 
 
 def add_features_argument(parser):

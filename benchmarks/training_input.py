@@ -29,8 +29,9 @@ from quickstart_features import add_features_argument, load_quickstart_features 
 
 from kmm import tasks  # noqa: E402
 from kmm.data.synth import generate, vocab  # noqa: E402
+from kmm.features import arrays as feats  # noqa: E402
 from kmm.models.config import PRESETS  # noqa: E402
-from kmm.train import features as feats  # noqa: E402
+from kmm.train import batches  # noqa: E402
 from kmm.train.trainer import TrainConfig, _compile  # noqa: E402
 
 BATCH = 64
@@ -43,7 +44,7 @@ def per_clip_baseline(arrays, config, seed=0):
     inputs = {**inputs, **{feats.REVERSED + k: v for k, v in backwards.items()}}
     labels = arrays["label_id"]
     targets = tasks.targets(config, labels, np.arange(len(labels), dtype=np.float32))
-    reversed_ids = tf.constant(feats.reversed_label_ids(config.labels, vocab.TIME_REVERSAL))
+    reversed_ids = tf.constant(batches.reversed_label_ids(config.labels, vocab.TIME_REVERSAL))
     generator = tf.random.Generator.from_seed(seed)
 
     def augment(x, y):
@@ -103,7 +104,7 @@ def main():
     train = TrainConfig(time_reversal=vocab.TIME_REVERSAL)
 
     def kmm(neighbours):
-        return lambda: feats.features_dataset(arrays, config, BATCH, True, 0, train.time_reversal, neighbours)
+        return lambda: batches.features_dataset(arrays, config, BATCH, True, 0, train.time_reversal, neighbours)
 
     pipelines = {
         "per-clip baseline": lambda: per_clip_baseline(arrays, config),

@@ -25,10 +25,10 @@ import numpy as np
 import tensorflow as tf
 
 from kmm.data.synth import generate
+from kmm.features.arrays import model_inputs
 from kmm.models.builder import build_feature_model, build_parts
 from kmm.models.config import PRESETS
 from kmm.tasks import targets
-from kmm.train.features import model_inputs
 from kmm.train.trainer import _compile
 
 BATCH, FEATURE_DIM, TEXT_DIM = 64, 64 * 112, 384

@@ -20,8 +20,8 @@ from pathlib import Path
 from kmm import paths
 from kmm.data.synth import generate, vocab
 from kmm.eval.evaluate import evaluate_split
+from kmm.features import cache as feats
 from kmm.models.config import PRESETS
-from kmm.train import features as feats
 from kmm.train.trainer import TrainConfig, train_on_features
 
 SPLITS = ("train", "val", "test")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from kmm import paths, specs
 from kmm.data.synth import generate, vocab
+from kmm.features import cache as feats
 from kmm.models.config import PRESETS
 from kmm.serving.from_run import export_run
-from kmm.train import features as feats
 from kmm.train.trainer import TrainConfig, train_on_features
 
 SPLITS = generate.SPLITS  # test_real: the test split over held-out real imagery

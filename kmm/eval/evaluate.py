@@ -14,9 +14,7 @@ import numpy as np
 from kmm import specs
 from kmm.eval import metrics, plots
 from kmm.eval.rerank import reranked_retrieval
-from kmm.train.callbacks import embed_arrays
-from kmm.train.features import caption_group_ids
-from kmm.train.trainer import predict_arrays
+from kmm.features.arrays import caption_group_ids, embed_arrays, predict_arrays
 
 
 def evaluate_split(parts, arrays):

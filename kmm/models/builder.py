@@ -13,9 +13,8 @@ import keras
 from kmm import specs
 from kmm.layers import SimilarityLogits
 from kmm.layers.matching import HardNegativePairs
+from kmm.models.heads import build_classification_head, build_matching_head
 from kmm.models.towers import (
-    build_classification_head,
-    build_matching_head,
     build_text_tower,
     build_video_tower,
     caption_keys,

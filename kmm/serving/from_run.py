@@ -27,7 +27,7 @@ def run_encoders(run_dir):
 def gallery_from_features(parts, feature_dir, split="test"):
     """The `split` clips of a run's feature cache as a `Gallery` (one item per video file)."""
     from kmm.data.manifest import read_manifest
-    from kmm.train.features import load_features
+    from kmm.features.cache import load_features
 
     feature_dir = Path(feature_dir)
     path = feature_dir / f"{split}.npz"

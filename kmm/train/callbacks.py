@@ -6,23 +6,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kmm import specs
 from kmm.eval.metrics import bidirectional_retrieval
-from kmm.models.towers import caption_keys
+from kmm.features.arrays import embed_arrays
 from kmm.paths import replacing
-from kmm.specs import VIDEO_FEATURES
-
-
-def embed_arrays(parts, arrays, batch_size=256):
-    """Video and caption embeddings of a features split, through the towers (called batch by
-    batch in this process: under a multi-worker strategy, `predict` would be a collective step)."""
-    caption = {k: arrays[k] for k in caption_keys(parts.config)}
-    video, text = [], []
-    for start in range(0, len(arrays[VIDEO_FEATURES]), batch_size):
-        rows = slice(start, start + batch_size)
-        video.append(keras.ops.convert_to_numpy(parts.video_tower(arrays[VIDEO_FEATURES][rows])[specs.VIDEO_EMBEDDING]))
-        text.append(keras.ops.convert_to_numpy(parts.text_tower({k: v[rows] for k, v in caption.items()})))
-    return np.concatenate(video), np.concatenate(text)
 
 
 class ResumableCSVLogger(keras.callbacks.CSVLogger):
@@ -125,7 +111,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
 
     Args:
         parts: `kmm.models.builder.Parts` being trained.
-        arrays: the validation split's features (`kmm.train.features.load_features`).
+        arrays: the validation split's features (`kmm.features.cache.load_features`).
     """
 
     def __init__(self, parts, arrays):

@@ -30,9 +30,9 @@ import tensorflow as tf
 
 from kmm import specs
 from kmm.data.pipeline import data_summary
+from kmm.features import cache as feats
 from kmm.models.builder import build_parts, make_encoders
 from kmm.models.config import PRESETS
-from kmm.train import features as feats
 from kmm.train.distribute import is_chief, make_strategy, worker_dir
 from kmm.train.trainer import TrainConfig, load_run, save_run, train_end_to_end, train_on_features
 

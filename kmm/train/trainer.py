@@ -17,10 +17,10 @@ from kmm import specs, tasks
 from kmm.data.shards import is_shard_folder
 from kmm.models.builder import build_end_to_end, build_feature_model, build_parts
 from kmm.models.config import ModelConfig
-from kmm.specs import FRAME_ATTENTION, LOGITS, VIDEO_FEATURES
+from kmm.specs import VIDEO_FEATURES
+from kmm.train.batches import features_dataset
 from kmm.train.callbacks import BackupAndRestore, ResumableCSVLogger, RetrievalEvaluation
 from kmm.train.distribute import STRATEGIES, distribute, fit, is_chief, make_strategy, worker_dir
-from kmm.train.features import features_dataset
 
 TRAINING_MODES = ("staged", "joint")
 
@@ -46,13 +46,13 @@ class TrainConfig:
     # Keep the last epoch's weights (the cosine schedule ends at a low rate) rather than the
     # best epoch by `early_stopping_metric`.
     restore_best: bool = False
-    # Stage-1 augmentation: (label, reversed_label) pairs; see features.features_dataset.
+    # Stage-1 augmentation: (label, reversed_label) pairs; see batches.features_dataset.
     time_reversal: tuple = ()
     # Stage-1 hard negatives: k > 1 builds each batch from anchors and k - 1 of each
-    # anchor's nearest captions (features.features_dataset); 0 or 1: random batches.
+    # anchor's nearest captions (batches.features_dataset); 0 or 1: random batches.
     neighbours: int = 0
     # Stage-1 hard negatives from time reversal: this many clips of each batch also play
-    # backwards, with the reversed caption (features.features_dataset).
+    # backwards, with the reversed caption (batches.features_dataset).
     reversal_pairs: int = 0
     finetune_epochs: int = 0
     finetune_learning_rate: float = 1e-5
@@ -349,14 +349,3 @@ def load_run(run_dir):
     model = build_feature_model(parts, meta["feature_dim"], meta["text_dim"])
     model.load_weights(run_dir / "model.weights.h5")
     return parts
-
-
-def predict_arrays(parts, arrays, batch_size=256):
-    """Class probabilities (or None) and frame attention for a features split."""
-    from kmm.train.features import model_inputs
-
-    model = build_feature_model(parts, arrays[VIDEO_FEATURES].shape[-1], arrays[specs.TEXT_TOKENS].shape[-1])
-    if parts.head is None:
-        return None, None
-    out = model.predict(model_inputs(arrays, parts.config), batch_size=batch_size, verbose=0)
-    return np.asarray(keras.ops.softmax(out[LOGITS])), np.asarray(out[FRAME_ATTENTION])

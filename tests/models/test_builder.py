@@ -29,7 +29,7 @@ def _inputs(n=4, frames=4, tokens=5, seed=0):
 
 
 def _for(config, x):
-    from kmm.train.features import model_inputs
+    from kmm.features.arrays import model_inputs
 
     return model_inputs(x, config)
 

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from kmm.data.synth import vocab
+from kmm.features.arrays import caption_group_ids
 from kmm.models.config import PRESETS
-from kmm.train.features import caption_group_ids, caption_neighbours, features_dataset, reversed_label_ids
+from kmm.train.batches import caption_neighbours, features_dataset, reversed_label_ids
 
 LABELS = ("move_left", "move_right", "grow", "shrink", "wave")
 PAIRS = (("move_left", "move_right"), ("grow", "shrink"))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from kmm.data.synth import generate
-from kmm.train import features as feats
+from kmm.features import cache as feats
 from kmm.train.distribute import local_tf_configs
 
 MIRRORED_STEP = """
@@ -27,7 +27,7 @@ use_logical_cpus(2)
 import numpy as np
 from kmm.models.builder import build_feature_model
 from kmm.models.config import ModelConfig
-from kmm.train import features as feats
+from kmm.features import cache as feats
 from kmm.train.distribute import local_tf_configs
 from kmm.train.distribute import make_strategy
 from kmm.train.trainer import TrainConfig, train_on_features

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from kmm.data.synth import generate
+from kmm.features import cache as feats
 from kmm.models.config import PRESETS
-from kmm.train import features as feats
 
 SPLITS = ("train", "val", "test")
 
@@ -18,7 +18,7 @@ KILLED = """
 import os, signal, sys
 from kmm.models.config import PRESETS
 from kmm.data.synth import generate
-from kmm.train import features as feats
+from kmm.features import cache as feats
 
 write = feats._write_npz
 def write_then_die(path, arrays):

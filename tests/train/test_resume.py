@@ -13,8 +13,9 @@ import pytest
 
 from kmm.cli import main
 from kmm.data.synth import generate
-from kmm.train import features as feats
-from kmm.train.trainer import TrainConfig, TrainingDivergedError, load_run, predict_arrays, train_on_features
+from kmm.features import cache as feats
+from kmm.features.arrays import predict_arrays
+from kmm.train.trainer import TrainConfig, TrainingDivergedError, load_run, train_on_features
 
 EPOCHS = 3
 KILLED = """

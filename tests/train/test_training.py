@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from kmm.data.synth import generate, vocab
+from kmm.features import cache as feats
 from kmm.models.config import PRESETS
-from kmm.train import features as feats
 from kmm.train.trainer import TrainConfig, load_run, train_end_to_end, train_on_features
 
 SPLITS = ("train", "val", "test")
@@ -67,7 +67,7 @@ def test_features_are_cached_and_consistent(tiny_setup):
 
 def test_staged_training_writes_a_reloadable_run(tiny_setup, tmp_path):
     from kmm.eval.evaluate import evaluate_run
-    from kmm.train.trainer import predict_arrays
+    from kmm.features.arrays import predict_arrays
 
     _, _, config, arrays = tiny_setup
     run = tmp_path / "run"

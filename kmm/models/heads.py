@@ -1,0 +1,117 @@
+"""The heads that score a (video, text) pair: the classification head (fusion, seed 3.2)
+and the matching head that re-ranks retrieval, each a functional sub-model."""
+
+import keras
+
+from kmm import specs
+from kmm.layers import (
+    AttentionPooling,
+    ConcatFusion,
+    CrossModalFusion,
+    RecurrentTemporal,
+    TemporalTransformer,
+    TextGuidedPooling,
+)
+from kmm.layers.matching import TokenGuidedPooling
+from kmm.layers.slots import Tracks
+from kmm.layers.summary import FrameAttention, MaskedMean
+from kmm.models.towers import token_frames, uses_video_pooled
+from kmm.specs import CAPTION_PADDING_MASK, CAPTION_TOKENS, FRAME_ATTENTION, LOGITS, VIDEO_CELLS, VIDEO_POOLED
+
+MATCHING_LOGIT = "matching_logit"
+
+
+def build_classification_head(config, text_dim):
+    """Video tokens + text tokens -> `logits (b, classes)` and `frame_attention (b, t)`.
+
+    `fusion`: `none` (video only), `concat` (pooled video ++ pooled text, seed 3.2.1),
+    `cross_attention` (video tokens attend to text tokens, seed 3.2.2), `co_attention`
+    (both directions) or `text_guided` (in each frame the text attends over spatial cells,
+    then an RNN over time: best for referring expressions). `frame_attention` says how much each frame mattered (uniform for
+    `none` / `concat`).
+    """
+    video_tokens = keras.Input((None, config.dim), name=specs.VIDEO_TOKENS)
+    text_tokens = keras.Input((None, text_dim), name=specs.TEXT_TOKENS)
+    text_mask = keras.Input((None,), dtype="bool", name=specs.TEXT_PADDING_MASK)
+    inputs = {specs.VIDEO_TOKENS: video_tokens, specs.TEXT_TOKENS: text_tokens, specs.TEXT_PADDING_MASK: text_mask}
+    if uses_video_pooled(config):
+        inputs[VIDEO_POOLED] = video_pooled = keras.Input((config.dim,), name=VIDEO_POOLED)
+    if config.fusion == "text_guided":
+        inputs[VIDEO_CELLS] = keras.Input((config.feature_steps * config.spatial_cells, config.dim), name=VIDEO_CELLS)
+    text = keras.layers.Dense(config.dim, name="text_token_projection")(text_tokens)  # (b, l, dim)
+    text = keras.layers.LayerNormalization(epsilon=1e-6, name="text_token_norm")(text)
+    text_pooled = MaskedMean(name="text_pooling")(text, text_mask)
+    if config.fusion == "none":
+        fused = video_pooled
+        attention = FrameAttention(config.feature_steps, 0, name="uniform_attention")(video_tokens)
+    elif config.fusion == "concat":
+        fused = ConcatFusion(config.dim, config.dropout, name="concat_fusion")(video_pooled, text_pooled)
+        attention = FrameAttention(config.feature_steps, 0, name="uniform_attention")(video_tokens)
+    elif config.fusion == "text_guided":
+        # Each frame: the text attends over that frame's cells (which object), then an RNN
+        # follows that object's features, next to the whole-frame tokens, over time.
+        guided = TextGuidedPooling(
+            config.feature_steps, config.spatial_cells, config.cell_positions, name="text_guided_pooling"
+        )(inputs[VIDEO_CELLS], text_pooled)  # (b, t, dim [+ 2])
+        per_frame = config.temporal in ("lstm", "gru") or config.spatial_cells == 1
+        sequence = keras.layers.Concatenate(name="guided_and_frames")([guided, video_tokens]) if per_frame else guided
+        sequence = RecurrentTemporal(
+            "gru" if config.temporal == "gru" else "lstm", config.dim, name="guided_temporal"
+        )(keras.layers.Dropout(config.dropout)(sequence))  # fmt: skip
+        pooled, scores = AttentionPooling(config.num_heads, name="guided_attention_pooling")(
+            sequence, return_attention_scores=True
+        )
+        attention = FrameAttention(config.feature_steps, config.feature_steps, name="frame_attention")(sequence, scores)
+        fused = keras.layers.Concatenate(name="fused")([pooled, text_pooled])
+    else:
+        co = config.fusion == "co_attention"
+        video, text = CrossModalFusion(
+            config.fusion_layers, config.num_heads, co_attention=co, dropout=config.dropout, name="cross_modal_fusion"
+        )(video_tokens, text, text_mask=text_mask)
+        pooled, scores = AttentionPooling(config.num_heads, name="fused_attention_pooling")(
+            video, return_attention_scores=True
+        )
+        attention = FrameAttention(config.feature_steps, token_frames(config), name="frame_attention")(
+            video_tokens, scores
+        )
+        text_pooled = MaskedMean(name="fused_text_pooling")(text, text_mask)
+        fused = keras.layers.Concatenate(name="fused")([pooled, text_pooled])
+    hidden = keras.layers.Dense(config.dim, activation="gelu", name="classifier_hidden")(fused)
+    hidden = keras.layers.Dropout(config.dropout)(hidden)
+    logits = keras.layers.Dense(len(config.labels), name="classifier")(hidden)
+    return keras.Model(inputs, {LOGITS: logits, FRAME_ATTENTION: attention}, name="classification_head")
+
+
+def build_matching_head(config, text_dim):
+    """(video cells, caption tokens) -> `matching_logit (b,)`: does the caption describe the clip?
+
+    The caption tokens, in context (one Transformer block), are read by
+    `config.matching_slots` learned queries (`AttentionPooling`, one per clause ideally); each slot
+    finds its object in every frame (`TokenGuidedPooling`: the cells it attends to, and
+    where they are), an LSTM follows that track over time, each slot's track is compared
+    with the slot, and attention pooling over the slots gives one score. Costlier than a
+    dot product of embeddings, so it only re-ranks retrieval's top `config.rerank_top_k`.
+    """
+    cells = keras.Input((config.feature_steps * config.spatial_cells, config.dim), name=VIDEO_CELLS)
+    tokens = keras.Input((None, text_dim), name=CAPTION_TOKENS)
+    mask = keras.Input((None,), dtype="bool", name=CAPTION_PADDING_MASK)
+    text = keras.layers.Dense(config.dim, name="matching_token_projection")(tokens)
+    text = keras.layers.LayerNormalization(epsilon=1e-6, name="matching_token_norm")(text)
+    text = TemporalTransformer(
+        1, config.num_heads, max_length=config.max_caption_tokens, dropout=config.dropout, name="matching_transformer"
+    )(text, padding_mask=mask)  # fmt: skip
+    # A few learned queries read the caption's clauses ("a red circle moves left"); each
+    # finds its object in every frame, and an LSTM follows that track over time.
+    clauses = AttentionPooling(config.num_heads, config.matching_slots, name="caption_clauses")(text, padding_mask=mask)
+    tracks = TokenGuidedPooling(config.feature_steps, config.spatial_cells, name="clause_guided_pooling")(
+        cells, clauses
+    )
+    tracks = Tracks(config.dim, name="clause_tracks")(tracks)  # (b, slots, dim)
+    x = keras.layers.Concatenate(name="track_and_clause")([tracks, clauses])
+    x = keras.layers.Dense(config.dim, activation="gelu", name="matching_hidden")(x)
+    x = keras.layers.Dropout(config.dropout)(x)
+    x = AttentionPooling(config.num_heads, name="matching_attention_pooling")(x)
+    x = keras.layers.Dense(config.dim, activation="gelu", name="matching_score_hidden")(x)
+    logit = keras.layers.Reshape((), name=MATCHING_LOGIT)(keras.layers.Dense(1, name="matching_score")(x))
+    inputs = {VIDEO_CELLS: cells, CAPTION_TOKENS: tokens, CAPTION_PADDING_MASK: mask}
+    return keras.Model(inputs, logit, name="matching_head")
