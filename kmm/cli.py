@@ -70,14 +70,11 @@ def _cmd_quickstart(args):
     train_config = dataclasses.replace(QUICKSTART_TRAINING, epochs=epochs, batch_size=args.batch_size, seed=args.seed)
     if args.no_time_reversal:
         train_config = dataclasses.replace(train_config, time_reversal=())
-    # Twins: 16 a batch, at most a quarter of it; neighbour batches replace them.
+    # Twins: 16 a batch, at most a quarter of it.
     pairs = args.reversal_pairs
     if pairs is None:
-        pairs = min(train_config.reversal_pairs, args.batch_size // 4)
-        pairs = 0 if args.neighbours or not train_config.time_reversal else pairs
+        pairs = min(train_config.reversal_pairs, args.batch_size // 4) if train_config.time_reversal else 0
     train_config = dataclasses.replace(train_config, reversal_pairs=pairs)
-    if args.neighbours is not None:
-        train_config = dataclasses.replace(train_config, neighbours=args.neighbours)
     overrides = {k: v for k, v in (("temporal", args.temporal), ("fusion", args.fusion)) if v}
     if args.matching:
         overrides["tasks"] = ("classification", "retrieval", "matching")
@@ -242,7 +239,7 @@ def build_parser():
     quick = sub.add_parser(
         "quickstart",
         help="Offline end to end: encoders, kmm-shapes, features, training, evaluation, export, and the pretrained "
-        "Kinetics model for real videos (13 to 16 min on 2 cores).",
+        "Kinetics model for real videos (a quarter of an hour on 2 CPU cores; README has the timings).",
     )
     quick.add_argument("--size", choices=["tiny", "small", "default"], default="default", help="kmm-shapes preset.")
     quick.add_argument("--model", choices=["tiny", "default"], default="default", help="Model preset.")
@@ -260,11 +257,6 @@ def build_parser():
         "--reversal-pairs", type=int, metavar="P",
         help="Clips of each training batch that also play backwards, with the reversed caption, as each other's "
         "hardest negatives ('moves left' vs 'moves right'; default 16 of 64, 0 turns it off).",
-    )  # fmt: skip
-    quick.add_argument(
-        "--neighbours", type=int, metavar="K",
-        help="Hard negatives: each training batch is batch-size/K clips, each with K-1 clips whose captions are "
-        "among its nearest (default: random batches; did not help on kmm-shapes, see BENCHMARKS.md).",
     )  # fmt: skip
     quick.add_argument(
         "--matching", action="store_true",

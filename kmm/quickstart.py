@@ -29,11 +29,11 @@ def features_dir(config, data_size="default", run_dir=None):
     return Path(run_dir or default_run_dir()).parent / f"features-{data_size}-{encoder}-{config.frame_convention}"
 
 
-# 22 epochs: what the quickstart's time budget on 2 CPU cores allows (BENCHMARKS.md), at
-# twice the default learning rate after a one-epoch warm-up (fourth pass). Half of the
-# training clips play backwards, with the reversed label and caption (kmm-shapes knows
-# both), and 16 clips of each batch of 64 play both ways, so that "moves left" and "moves
-# right" of the same objects are each other's negatives (fifth pass).
+# 22 epochs fit the quickstart's time budget on 2 CPU cores, at twice the default learning
+# rate after a one-epoch warm-up (a high rate from the first step collapses the retrieval
+# embeddings). Half of the training clips play backwards, with the reversed label and
+# caption (kmm-shapes knows both), and 16 clips of each batch of 64 play both ways, so that
+# "moves left" and "moves right" of the same objects are each other's negatives.
 QUICKSTART_TRAINING = TrainConfig(
     epochs=22, learning_rate=2e-3, warmup_epochs=1, time_reversal=vocab.TIME_REVERSAL, reversal_pairs=16
 )

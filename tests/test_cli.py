@@ -47,7 +47,7 @@ def test_quickstart_with_the_matching_head_reports_the_reranked_retrieval(tiny_e
     import json
 
     argv = ["quickstart", "--size", "tiny", "--model", "tiny", "--epochs", "1", "--batch-size", "8", "--matching",
-            "--neighbours", "2", "--no-pretrained", "--run-dir", str(tmp_path / "run"),
+            "--reversal-pairs", "0", "--no-pretrained", "--run-dir", str(tmp_path / "run"),
             "--export-dir", str(tmp_path / "saved_models")]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -57,7 +57,7 @@ def test_quickstart_with_the_matching_head_reports_the_reranked_retrieval(tiny_e
     run = json.loads((tmp_path / "run" / "quickstart.json").read_text())
     assert run["kinetics_export"] is None and not (tmp_path / "saved_models" / "kinetics").exists()
     assert run["train"]["time_reversal"], "the quickstart plays clips backwards by default"
-    assert run["train"]["neighbours"] == 2 and run["train"]["reversal_pairs"] == 0  # neighbour batches replace twins
+    assert run["train"]["reversal_pairs"] == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["tasks"] == ["classification", "retrieval", "matching"]
 

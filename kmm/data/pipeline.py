@@ -3,7 +3,7 @@
 Each element (before batching) is
 `{frames: uint8 (T, S, S, 3), text: string, caption: string, label_id: int32, row: int64}`.
 
-Videos are probed up front (threads; about 2 ms a clip): unusable files are skipped and
+Videos are probed up front (threads; no decoding): unusable files are skipped and
 recorded in the `DataReport` before training starts. A stream that turns out corrupt only
 while decoding is dropped from the dataset and recorded too (once), so that after a pass
 `report.rows_read == report.rows_used + len(report.skipped)` holds.

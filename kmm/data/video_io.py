@@ -1,7 +1,7 @@
 """Video probing and frame reading: PyAV to index packets, OpenCV to decode.
 
 Decoding dominates a CPU pipeline, so the reader decodes as few frames as it can.
-`probe` demuxes packets without decoding them (about 25 ms for a 90 s clip) to learn the
+`probe` demuxes packets without decoding them (cheap even for long clips) to learn the
 frame count and where the keyframes are; `read_frames` then walks the wanted indices and,
 for each, either decodes forward from where it is (`grab`, no colour conversion) or seeks
 (OpenCV jumps to the previous keyframe and decodes from there), whichever decodes fewer

@@ -32,8 +32,8 @@ class ModelConfig:
     # Cell tokens (slots, text-guided pooling, frame tokens with frame_cell_dim > 0) always have them.
     motion_features: bool = True
     # lstm / gru with spatial cells: each frame's token is projected from its cell tokens,
-    # each cut to this many values (0: from the whole raw feature map, 14,336 values a frame;
-    # 20% slower a step, no better: BENCHMARKS.md, fifth pass).
+    # each cut to this many values (0: from the whole raw feature map, which is slower and
+    # no better on kmm-shapes).
     frame_cell_dim: int = 16
     dim: int = 128
     temporal: str = "lstm"  # Choose from ['mean', 'max', 'lstm', 'gru', 'transformer']

@@ -161,7 +161,7 @@ def _slot_embedding(cell_tokens, config):
     """Object-slot tracks over the cell tokens -> `(b, dim)` (not normalized)."""
     frames, dim = config.feature_steps, config.dim
     # The cell tokens already carry each cell's change since the previous frame, so a slot
-    # sees motion without a difference of its own (measured: adding one changed nothing).
+    # sees motion without a difference of its own.
     x = SlotPooling(frames, config.spatial_cells, config.slots, config.cell_positions, name="slot_pooling")(
         cell_tokens
     )  # (b, t * slots, dim [+ 3: x, y, radius])

@@ -6,9 +6,7 @@ import tensorflow as tf
 
 from kmm import specs, tasks
 from kmm.features.arrays import caption_group_ids, model_inputs, reversed_caption_inputs
-from kmm.specs import CAPTION_EMBEDDING, VIDEO_FEATURES
-
-NEIGHBOURS = 16  # candidates per anchor for neighbour batches (see features_dataset)
+from kmm.specs import VIDEO_FEATURES
 
 
 def reversed_label_ids(labels, time_reversal):
@@ -27,23 +25,8 @@ def reversed_label_ids(labels, time_reversal):
     return ids
 
 
-def caption_neighbours(embeddings, groups, k=NEIGHBOURS, block=1024):
-    """`(n, k)` indices of each caption's k most similar captions (cosine), other groups only."""
-    e = np.asarray(embeddings, np.float32)
-    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-    k = min(k, len(e) - 1)
-    out = np.empty((len(e), k), np.int64)
-    for start in range(0, len(e), block):
-        sim = e[start : start + block] @ e.T
-        sim[groups[start : start + block, None] == groups[None, :]] = -np.inf  # itself and its group
-        part = np.argpartition(-sim, k, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(sim, part, axis=1), axis=1)
-        out[start : start + block] = np.take_along_axis(part, order, axis=1)
-    return out
-
-
-def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time_reversal=(), neighbours=0,
-                     reversal_pairs=0, first_epoch=0):  # fmt: skip
+def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time_reversal=(), reversal_pairs=0,
+                     first_epoch=0):  # fmt: skip
     """`(inputs, targets)` batches for `build_feature_model` (see `training_targets`).
 
     Retrieval's target is each clip's caption group (`caption_group_ids`): clips of one
@@ -58,10 +41,6 @@ def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time
     those replace the captions; otherwise the caption no longer describes the clip, so such
     clips get weight 0 in the retrieval loss (they still serve as negatives). Batches are
     then `(inputs, targets, sample_weights)`.
-
-    `neighbours` (k > 1): hard negatives. Each batch is `batch_size / k` random anchors,
-    each with `k - 1` clips drawn from its `NEIGHBOURS` nearest captions of other groups
-    (the text encoder's caption embeddings), e.g. the same objects doing something else.
 
     `reversal_pairs` (p > 0, with `time_reversal`): `p` clips of each batch play both ways,
     each with its own caption, so "moves left" and "moves right" of the very same objects
@@ -78,16 +57,10 @@ def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time
     n = len(labels)
     if n < batch_size:
         raise ValueError(f"Training needs at least one full batch: {n} clips < batch_size {batch_size}.")
-    if neighbours > 1 and batch_size % neighbours:
-        raise ValueError(f"batch_size ({batch_size}) must be a multiple of neighbours ({neighbours}).")
-    if reversal_pairs and (not time_reversal or neighbours > 1 or not 0 < reversal_pairs <= batch_size // 2):
+    if reversal_pairs and (not time_reversal or not 0 < reversal_pairs <= batch_size // 2):
         raise ValueError(
-            f"reversal_pairs={reversal_pairs} needs time_reversal, no neighbours, and at most batch_size / 2 "
-            f"({batch_size // 2})"
+            f"reversal_pairs={reversal_pairs} needs time_reversal and at most batch_size / 2 ({batch_size // 2})"
         )
-    table = None
-    if neighbours > 1:
-        table = caption_neighbours(arrays[CAPTION_EMBEDDING], groups)
     reversed_ids = reversed_label_ids(config.labels, time_reversal) if time_reversal else None
     reversible = reversed_ids[labels] >= 0 if time_reversal else np.zeros(n, bool)
     reversed_captions = reversed_caption_inputs(arrays, config) if time_reversal else {}
@@ -97,7 +70,7 @@ def features_dataset(arrays, config, batch_size=64, training=False, seed=0, time
     if reversal_pairs:  # clips whose reversal says something else: another caption group, else another label
         changes = reversed_groups != groups if reversed_captions else reversed_ids[labels] != labels
         twin_worthy = reversible & changes
-    batches = _IndexBatches(n, batch_size, seed, table, neighbours, reversible, reversal_pairs, twin_worthy,
+    batches = _IndexBatches(n, batch_size, seed, reversible, reversal_pairs, twin_worthy,
                             first_epoch)  # fmt: skip
     data = {
         "inputs": inputs, "reversed": reversed_captions, "labels": labels, "groups": groups,
@@ -117,8 +90,8 @@ class _IndexBatches:
     """Callable for `Dataset.from_generator`: one epoch of `(indices, flip)` batches per call,
     a new shuffle each epoch, drawn from `(seed, epoch)`."""
 
-    def __init__(self, n, batch_size, seed, table, neighbours, reversible, pairs=0, changes=None, first_epoch=0):
-        self.n, self.batch_size, self.table, self.neighbours = n, batch_size, table, neighbours
+    def __init__(self, n, batch_size, seed, reversible, pairs=0, changes=None, first_epoch=0):
+        self.n, self.batch_size = n, batch_size
         self.reversible, self.seed, self.epoch = reversible, seed, first_epoch
         self.pairs, self.changes = pairs, changes
 
@@ -126,12 +99,9 @@ class _IndexBatches:
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
         order = rng.permutation(self.n)
-        anchors = self.batch_size // self.neighbours if self.table is not None else self.batch_size - self.pairs
+        anchors = self.batch_size - self.pairs
         for step in range(self.n // self.batch_size):
             index = order[step * anchors : (step + 1) * anchors]
-            if self.table is not None:
-                picks = rng.permuted(self.table[index], axis=1)[:, : self.neighbours - 1]
-                index = np.concatenate([index[:, None], picks], axis=1).reshape(-1)
             flip = (rng.random(len(index)) < 0.5) & self.reversible[index]
             if self.pairs:  # the first `pairs` clips whose reversal says something else, both ways
                 twins = np.argsort(~self.changes[index], kind="stable")[: self.pairs]

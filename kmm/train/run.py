@@ -80,7 +80,7 @@ def train_from_config(data, verbose=1):
     """Trains as the config says, then evaluates; returns `(parts, run_dir, split_arrays)`."""
     from kmm.eval.evaluate import evaluate_run
 
-    train_config = TrainConfig(**data.get("train", {}))
+    train_config = TrainConfig.from_dict(data.get("train", {}))
     strategy = make_strategy(train_config.strategy)  # a multi-worker strategy must come before any other TF op
     source = str(data["manifest"])
     manifest = source if "://" in source else Path(source).resolve()  # e.g. gs:// shards

@@ -25,6 +25,13 @@ from kmm.train.distribute import STRATEGIES, distribute, fit, is_chief, make_str
 TRAINING_MODES = ("staged", "joint")
 
 
+# Fields of kmm 0.1.0 that measured no better than the default (BENCHMARKS.md keeps the numbers).
+REMOVED_TRAIN_FIELDS = {
+    "neighbours": "hard-negative batches of caption neighbours ended level with random batches; "
+    "delete the field (reversal_pairs gives hard negatives where time reversal applies)",
+}
+
+
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; nothing was saved."""
 
@@ -48,9 +55,6 @@ class TrainConfig:
     restore_best: bool = False
     # Stage-1 augmentation: (label, reversed_label) pairs; see batches.features_dataset.
     time_reversal: tuple = ()
-    # Stage-1 hard negatives: k > 1 builds each batch from anchors and k - 1 of each
-    # anchor's nearest captions (batches.features_dataset); 0 or 1: random batches.
-    neighbours: int = 0
     # Stage-1 hard negatives from time reversal: this many clips of each batch also play
     # backwards, with the reversed caption (batches.features_dataset).
     reversal_pairs: int = 0
@@ -60,6 +64,18 @@ class TrainConfig:
     # `tf.distribute`: one device, "mirrored" (this machine's devices) or "multi_worker"
     # (TF_CONFIG); `batch_size` stays the global batch (kmm.train.distribute).
     strategy: str = "one"  # Choose from ['one', 'mirrored', 'multi_worker']
+
+    @classmethod
+    def from_dict(cls, data):
+        """A `TrainConfig` from a run config's `"train"` object; a field this version does not
+        have is an error that says so (and why, for a field an earlier version had)."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        for name in data:
+            if name in REMOVED_TRAIN_FIELDS:
+                raise ValueError(f'"train": {{"{name}": ...}} was removed in kmm 0.2.0: {REMOVED_TRAIN_FIELDS[name]}')
+            if name not in known:
+                raise ValueError(f'"train": unknown field {name!r}; TrainConfig has {sorted(known)}')
+        return cls(**data)
 
     def __post_init__(self):
         if self.mode not in TRAINING_MODES:
@@ -171,7 +187,7 @@ def train_on_features(config, train_arrays, val_arrays, train_config, run_dir, v
     def train_batches():
         return features_dataset(
             train_arrays, config, batch, training=True, seed=train_config.seed,
-            time_reversal=train_config.time_reversal, neighbours=train_config.neighbours,
+            time_reversal=train_config.time_reversal,
             reversal_pairs=train_config.reversal_pairs, first_epoch=first_epoch,
         ).repeat()  # fmt: skip
 

@@ -4,7 +4,7 @@ import pytest
 from kmm.data.synth import vocab
 from kmm.features.arrays import caption_group_ids
 from kmm.models.config import PRESETS
-from kmm.train.batches import caption_neighbours, features_dataset, reversed_label_ids
+from kmm.train.batches import features_dataset, reversed_label_ids
 
 LABELS = ("move_left", "move_right", "grow", "shrink", "wave")
 PAIRS = (("move_left", "move_right"), ("grow", "shrink"))
@@ -115,38 +115,6 @@ def test_caption_groups_share_one_id_space_with_the_reversed_captions():
     assert groups[0] == groups[2] != groups[1] and backwards is None
     del arrays["caption"]  # no captions: one group per clip
     np.testing.assert_array_equal(caption_group_ids(arrays)[0], [0, 1, 2])
-
-
-def test_caption_neighbours_are_the_nearest_captions_of_other_groups():
-    embeddings = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [1, 0.01]], "float32")
-    groups = np.array([0, 1, 2, 3, 0])  # clips 0 and 4 say the same thing
-    table = caption_neighbours(embeddings, groups, k=2)
-    assert table[0].tolist() == [1, 3] and table[4].tolist() == [1, 3]  # never itself or its group
-    assert table[2].tolist() == [3, 1]
-
-
-def test_neighbour_batches_hold_anchors_with_their_caption_neighbours():
-    n, k = 96, 4
-    arrays = _arrays(n)
-    rng = np.random.default_rng(1)
-    arrays["caption_embedding"] = rng.normal(size=(n, 16)).astype("float32")
-    arrays["caption_group"] = np.array([str(i // 2).encode() for i in range(n)])  # pairs of clips say the same
-    arrays["video_features"][:, 0, 0] = np.arange(n)  # the row id, to find each clip again
-    config = PRESETS["tiny"].replace(labels=LABELS)
-    table = caption_neighbours(arrays["caption_embedding"], caption_group_ids(arrays)[0])
-    ds = features_dataset(arrays, config, batch_size=32, training=True, seed=0, neighbours=k)
-    assert int(ds.cardinality()) == n // 32
-    anchors = []
-    for x, y in ds:
-        rows = x["video_features"].numpy()[:, 0, 0].astype(int).reshape(-1, k)
-        for anchor, *picks in rows:
-            assert set(picks) <= set(table[anchor]) and len(set(picks)) == k - 1
-            anchors.append(anchor)
-        groups = y["similarity"].numpy().reshape(-1, k)
-        assert (groups[:, 1:] != groups[:, :1]).all()  # no neighbour from the anchor's own group
-    assert len(set(anchors)) == len(anchors) == n // 32 * 32 // k  # distinct anchors within an epoch
-    with pytest.raises(ValueError, match=r"batch_size \(30\) must be a multiple of neighbours \(4\)"):
-        features_dataset(arrays, config, batch_size=30, training=True, neighbours=k)
 
 
 def test_reversal_pairs_put_both_directions_of_a_clip_in_one_batch():

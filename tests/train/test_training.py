@@ -232,6 +232,14 @@ def test_early_stopping_watches_a_logged_metric_and_stops(tiny_setup, tmp_path, 
     assert monitor in history.history and len(history.history["loss"]) == 2
 
 
+def test_a_run_config_with_a_removed_or_unknown_train_field_is_a_clear_error():
+    assert TrainConfig.from_dict({"epochs": 3}).epochs == 3
+    with pytest.raises(ValueError, match=r'"neighbours": \.\.\.} was removed in kmm 0\.2\.0: hard-negative'):
+        TrainConfig.from_dict({"epochs": 3, "neighbours": 4})
+    with pytest.raises(ValueError, match=r"unknown field 'epoch'; TrainConfig has \[.*'epochs'"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
 def test_learning_rate_warms_up_linearly_then_decays_by_cosine():
     from kmm.train.trainer import learning_rate_schedule
 
