@@ -4,6 +4,7 @@ encoders -> kmm-shapes -> stage-1 features -> fit -> evaluate -> TF Serving expo
 pretrained Kinetics model (real videos, no training) exported next to it -> summary.
 """
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -11,10 +12,10 @@ from pathlib import Path
 
 from kmm import paths, specs
 from kmm.data.synth import generate, vocab
-from kmm.features import cache as feats
 from kmm.models.config import PRESETS
 from kmm.serving.from_run import export_run
-from kmm.train.trainer import TrainConfig, train_on_features
+from kmm.train.run import train_and_evaluate
+from kmm.train.trainer import TrainConfig
 
 SPLITS = generate.SPLITS  # test_real: the test split over held-out real imagery
 
@@ -48,69 +49,43 @@ def run_quickstart(run_dir=None, data_size="default", model_preset="default", tr
     `export_dir/kinetics/`, with the real sample videos as its search gallery.
     """
     from kmm.encoders.builtin import build_encoders
-    from kmm.eval.evaluate import evaluate_run
 
     run_dir = Path(run_dir or default_run_dir())
     timings, start = {}, time.perf_counter()
     config = PRESETS[model_preset].replace(labels=tuple(generate.label_names()), **(overrides or {}))
+    numbers = {"encoders": 1, "data": 2, "features": 3, "training": 4, "evaluation": 5, "export": 6, "kinetics": 7}
 
-    def step(name, t0):
+    @contextlib.contextmanager
+    def phase(name, message):
+        log(f"[{numbers[name]}/7] {message}")
+        t0 = time.perf_counter()
+        yield
         timings[name] = round(time.perf_counter() - t0, 1)
         log(f"      done in {timings[name]:.1f} s")
 
-    log("[1/7] Offline encoders (built once, then cached)")
-    t0 = time.perf_counter()
-    handles = [config.text_encoder, config.frame_encoder]
-    build_encoders([h.removeprefix("kmm://") for h in handles if h.startswith("kmm://")], progress=verbose > 0)
-    step("encoders", t0)
+    with phase("encoders", "Offline encoders (built once, then cached)"):
+        handles = [config.text_encoder, config.frame_encoder]
+        build_encoders([h.removeprefix("kmm://") for h in handles if h.startswith("kmm://")], progress=verbose > 0)
 
-    log(f"[2/7] kmm-shapes ({data_size}): coloured shapes doing 8 actions, with captions")
-    t0 = time.perf_counter()
-    synth = generate.PRESETS[data_size]
-    manifest = generate.generate(generate.default_dir(data_size), synth, progress=verbose > 0)
-    step("data", t0)
+    with phase("data", f"kmm-shapes ({data_size}): coloured shapes doing 8 actions, with captions"):
+        synth = generate.PRESETS[data_size]
+        manifest = generate.generate(generate.default_dir(data_size), synth, progress=verbose > 0)
 
-    log(
-        f"[3/7] Stage-1 features: {config.num_frames} frames/clip through {config.frame_encoder}, texts through {config.text_encoder}"
-    )
-    t0 = time.perf_counter()
-    feature_dir = features_dir(config, data_size, run_dir)
-    reverse = vocab.reverse_caption if train_config.time_reversal else None
     # Captions that say the same thing in other words are one group: not each other's negatives.
-    reports = feats.extract_features(
-        manifest, config, feature_dir, SPLITS, progress=verbose > 0, reverse_caption=reverse,
-        caption_group=vocab.caption_content,
+    _, _, _, results = train_and_evaluate(
+        manifest, config, train_config, run_dir, list(SPLITS), feature_dir=features_dir(config, data_size, run_dir),
+        reverse_caption=vocab.reverse_caption if train_config.time_reversal else None,
+        caption_group=vocab.caption_content, verbose=verbose, phase=phase, log=log,
     )  # fmt: skip
-    for split, (_, report) in reports.items():
-        if report is not None and report.skipped:
-            log(f"      {split}: {report.summary()}")
-    arrays = {s: feats.load_features(reports[s][0]) for s in SPLITS}
-    step("features", t0)
 
-    log(f"[4/7] Training (staged, stage 1): temporal={config.temporal}, fusion={config.fusion}, "
-        f"tasks={'+'.join(config.tasks)}, up to {train_config.epochs} epochs")  # fmt: skip
-    t0 = time.perf_counter()
-    parts, _ = train_on_features(config, arrays["train"], arrays["val"], train_config, run_dir, verbose=verbose)
-    step("training", t0)
-    (run_dir / "features.txt").write_text(str(feature_dir) + "\n")
-
-    log("[5/7] Evaluation on val / test / compositional")
-    t0 = time.perf_counter()
-    histories = [run_dir / "history_stage1.csv"]
-    results = evaluate_run(parts, {s: arrays[s] for s in SPLITS[1:]}, run_dir / "eval", histories)
-    step("evaluation", t0)
-
-    log(f"[6/7] Export for TF Serving into {export_dir}/{export_name}/ (test split as the search gallery)")
-    t0 = time.perf_counter()
-    export_path = export_run(run_dir, export_dir, export_name, "test", towers_dir=run_dir / "towers")
-    step("export", t0)
+    with phase("export", f"Export for TF Serving into {export_dir}/{export_name}/ (test split as the search gallery)"):
+        export_path = export_run(run_dir, export_dir, export_name, "test", towers_dir=run_dir / "towers")
 
     kinetics_path = None
     if pretrained:
-        log(f"[7/7] Pretrained Kinetics model for real videos (I3D + MiniLM, no training) into {export_dir}/kinetics/")
-        t0 = time.perf_counter()
-        kinetics_path = _export_kinetics(export_dir, verbose)
-        step("kinetics", t0)
+        with phase("kinetics", f"Pretrained Kinetics model for real videos (I3D + MiniLM, no training) into "
+                               f"{export_dir}/kinetics/"):  # fmt: skip
+            kinetics_path = _export_kinetics(export_dir, verbose)
     timings["total"] = round(time.perf_counter() - start, 1)
     (run_dir / "quickstart.json").write_text(
         json.dumps(

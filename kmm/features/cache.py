@@ -212,6 +212,14 @@ def _reversed_captions(table, captions, cut):
     }
 
 
+def cached_manifest(feature_dir):
+    """The manifest a feature cache was extracted from (its rows are the cached `row` ids)."""
+    meta = Path(feature_dir) / "features.json"
+    if not meta.exists():
+        raise FileNotFoundError(f"{feature_dir}: no features.json; the feature cache is missing or incomplete.")
+    return Path(json.loads(meta.read_text())["signature"]["manifest"])
+
+
 def load_features(path):
     """Reads a split's `.npz` into a dict of numpy arrays (features as float32)."""
     with np.load(path, allow_pickle=False) as data:

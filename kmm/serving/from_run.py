@@ -27,14 +27,14 @@ def run_encoders(run_dir):
 def gallery_from_features(parts, feature_dir, split="test"):
     """The `split` clips of a run's feature cache as a `Gallery` (one item per video file)."""
     from kmm.data.manifest import read_manifest
-    from kmm.features.cache import load_features
+    from kmm.features.cache import cached_manifest, load_features
 
     feature_dir = Path(feature_dir)
     path = feature_dir / f"{split}.npz"
     if not path.exists():
         raise FileNotFoundError(f"{feature_dir}: no cached features for split {split!r} ({path.name}).")
     arrays = load_features(path)
-    manifest = Path(json.loads((feature_dir / "features.json").read_text())["signature"]["manifest"])
+    manifest = cached_manifest(feature_dir)
     rows = {r.index: r for r in read_manifest(manifest, video_root="/")}  # the rows the features hold
     embeddings = parts.video_tower.predict(arrays[specs.VIDEO_FEATURES], batch_size=256, verbose=0)[
         specs.VIDEO_EMBEDDING

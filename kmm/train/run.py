@@ -22,6 +22,7 @@ classification (if the train rows have labels) and retrieval (if they have capti
 `val` (early stopping and retrieval monitoring) and any others present (evaluated).
 """
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -30,9 +31,11 @@ import tensorflow as tf
 
 from kmm import specs
 from kmm.data.pipeline import data_summary
+from kmm.eval.evaluate import evaluate_run
 from kmm.features import cache as feats
 from kmm.models.builder import build_parts, make_encoders
 from kmm.models.config import PRESETS
+from kmm.specs import TEXT_TOKENS, VIDEO_FEATURES
 from kmm.train.distribute import is_chief, make_strategy, worker_dir
 from kmm.train.trainer import TrainConfig, load_run, save_run, train_end_to_end, train_on_features
 
@@ -77,11 +80,9 @@ def model_config_from(data, summary):
 
 
 def train_from_config(data, verbose=1):
-    """Trains as the config says, then evaluates; returns `(parts, run_dir, split_arrays)`."""
-    from kmm.eval.evaluate import evaluate_run
-
+    """Trains as a run config says, then evaluates; returns `(parts, run_dir, split_arrays)`."""
     train_config = TrainConfig.from_dict(data.get("train", {}))
-    strategy = make_strategy(train_config.strategy)  # a multi-worker strategy must come before any other TF op
+    make_strategy(train_config.strategy)  # a multi-worker strategy must come before any other TF op
     source = str(data["manifest"])
     manifest = source if "://" in source else Path(source).resolve()  # e.g. gs:// shards
     run_dir = Path(data.get("run_dir", "runs/" + Path(source.rstrip("/")).parent.name)).resolve()
@@ -92,49 +93,93 @@ def train_from_config(data, verbose=1):
         raise ValueError(f"{manifest}: needs 'train' and 'val' rows in its split column, found {splits}")
     config = model_config_from(data, summary)
     ordered = ["train", "val"] + [s for s in splits if s not in ("train", "val")]
-    feature_dir = worker_dir(run_dir) / "features"  # each worker extracts (the same) features
+    parts, run_dir, arrays, _ = train_and_evaluate(
+        manifest, config, train_config, run_dir, ordered, video_root=video_root, verbose=verbose
+    )
+    return parts, run_dir, arrays
 
-    models = None
-    if train_config.mode == "joint":
-        feature_dim, text_dim = _encoder_dims(config)
-        with strategy.scope():
-            parts = build_parts(config, feature_dim, text_dim)
-        lr = train_config.learning_rate
-        models, _ = train_end_to_end(parts, manifest, train_config, run_dir, train_config.epochs, lr, verbose,
-                                     video_root)  # fmt: skip
-        save_run(worker_dir(run_dir), parts, feature_dim, text_dim, train_config)
-    else:
-        paths = feats.extract_features(manifest, config, feature_dir, ordered, progress=verbose > 0,
-                                       video_root=video_root)  # fmt: skip
-        arrays = {s: feats.load_features(paths[s][0]) for s in ordered}
-        parts, _ = train_on_features(config, arrays["train"], arrays["val"], train_config, run_dir, verbose)
-        if train_config.finetune_epochs:
-            lr = train_config.finetune_learning_rate
-            models, _ = train_end_to_end(
-                parts, manifest, train_config, run_dir, train_config.finetune_epochs, lr, verbose, video_root
+
+@contextlib.contextmanager
+def _quiet(name, message):
+    yield
+
+
+def train_and_evaluate(manifest, config, train_config, run_dir, splits, feature_dir=None, video_root=None,
+                       reverse_caption=None, caption_group=None, verbose=1, phase=_quiet, log=print):  # fmt: skip
+    """The training pipeline behind `kmm train`, `kmm quickstart` and the Python API.
+
+    Staged: stage-1 features (cached, `kmm.features.cache`) -> `model.fit` on them ->
+    optional fine-tuning of everything (`finetune_epochs`). Joint: everything from the
+    start. Then the chief evaluates every split but `splits[0]` (the training split) and
+    writes the run folder. Returns `(parts, run_dir, split_arrays, results)`; on a worker
+    other than the chief, `(parts, its worker folder, None, None)`.
+
+    Args:
+        manifest: a manifest or a shard folder (`kmm data shard`).
+        splits: `["train", "val", ...]`: train first, then the validation split.
+        feature_dir: where the stage-1 features are cached (default: `run_dir/features`).
+        reverse_caption, caption_group: see `kmm.features.cache.extract_features`.
+        phase: `phase(name, message)` -> context manager around each of `features`,
+            `training` and `evaluation` (the quickstart times and numbers them).
+
+    Example:
+
+    >>> parts, run_dir, arrays, results = train_and_evaluate(  # doctest: +SKIP
+    ...     "data/manifest.csv", PRESETS["default"].replace(labels=("run", "jump")), TrainConfig(),
+    ...     "runs/mine", ["train", "val", "test"])
+    """
+    run_dir = Path(run_dir)
+    feature_dir = Path(feature_dir) if feature_dir else worker_dir(run_dir) / "features"  # each worker its own
+    extract = dict(progress=verbose > 0, video_root=video_root, reverse_caption=reverse_caption,
+                   caption_group=caption_group)  # fmt: skip
+    stage = "joint" if train_config.mode == "joint" else "staged, stage 1"
+    models = arrays = None
+    if train_config.mode != "joint":
+        with phase("features", f"Stage-1 features: {config.num_frames} frames a clip through {config.frame_encoder}, "
+                               f"texts through {config.text_encoder}"):  # fmt: skip
+            reports = feats.extract_features(manifest, config, feature_dir, splits, **extract)
+            for split, (_, report) in reports.items():
+                if report is not None and report.skipped:
+                    log(f"      {split}: {report.summary()}")
+            arrays = {s: feats.load_features(reports[s][0]) for s in splits}
+    with phase("training", f"Training ({stage}): temporal={config.temporal}, fusion={config.fusion}, "
+                           f"tasks={'+'.join(config.tasks)}, up to {train_config.epochs} epochs"):  # fmt: skip
+        if arrays is None:
+            feature_dim, text_dim = _encoder_dims(config)
+            with make_strategy(train_config.strategy).scope():
+                parts = build_parts(config, feature_dim, text_dim)
+        else:
+            feature_dim, text_dim = (
+                arrays[splits[0]][VIDEO_FEATURES].shape[-1],
+                arrays[splits[0]][TEXT_TOKENS].shape[-1],
             )
-            save_run(worker_dir(run_dir), parts, *_encoder_dims(config), train_config)
+            parts, _ = train_on_features(config, arrays[splits[0]], arrays[splits[1]], train_config, run_dir, verbose)
+        epochs, lr = (
+            (train_config.epochs, train_config.learning_rate) if arrays is None
+            else (train_config.finetune_epochs, train_config.finetune_learning_rate)
+        )  # fmt: skip
+        if epochs:
+            models, _ = train_end_to_end(parts, manifest, train_config, run_dir, epochs, lr, verbose, video_root)
+            save_run(worker_dir(run_dir), parts, feature_dim, text_dim, train_config)
     if not is_chief():
-        return parts, worker_dir(run_dir), None  # the chief evaluates and writes the run folder
+        return parts, worker_dir(run_dir), None, None  # the chief evaluates and writes the run folder
     if models is not None:
         # The encoders changed: keep them (the .keras file stores their fine-tuned values),
         # and evaluate on features computed with them, not with the frozen originals.
         models.trainer.save(run_dir / "end_to_end.keras")
         feature_dir = run_dir / "features-finetuned"
-        encoders = (models.video_encoder, models.text_encoder)
-        paths = feats.extract_features(manifest, config, feature_dir, ordered, progress=verbose > 0, encoders=encoders,
-                                       video_root=video_root)  # fmt: skip
-    arrays = {s: feats.load_features(paths[s][0]) for s in ordered}
+        reports = feats.extract_features(manifest, config, feature_dir, splits, encoders=(models.video_encoder,
+                                         models.text_encoder), **extract)  # fmt: skip
+        arrays = {s: feats.load_features(reports[s][0]) for s in splits}
     (run_dir / "features.txt").write_text(str(feature_dir) + "\n")
-    histories = [run_dir / "history_stage1.csv", run_dir / "history_stage2.csv"]
-    evaluate_run(parts, {s: arrays[s] for s in ordered[1:]}, run_dir / "eval", histories)
-    return parts, run_dir, arrays
+    with phase("evaluation", f"Evaluation on {' / '.join(splits[1:])}"):
+        histories = [run_dir / "history_stage1.csv", run_dir / "history_stage2.csv"]
+        results = evaluate_run(parts, {s: arrays[s] for s in splits[1:]}, run_dir / "eval", histories)
+    return parts, run_dir, arrays, results
 
 
 def evaluate_saved_run(run_dir, feature_dir=None):
     """Re-evaluates a saved run on its cached features (every split but train)."""
-    from kmm.eval.evaluate import evaluate_run
-
     run_dir = Path(run_dir)
     parts = load_run(run_dir)
     if feature_dir is None:
