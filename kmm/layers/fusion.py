@@ -80,9 +80,10 @@ class CrossModalAttention(keras.layers.Layer):
 
     def call(self, query, context, query_mask=None, context_mask=None, return_attention_scores=False, training=None):
         mask = attention_mask(query_mask, context_mask)
-        attended, scores = self.attention(
-            query, context, attention_mask=mask, return_attention_scores=True, training=training
+        out = self.attention(
+            query, context, attention_mask=mask, return_attention_scores=return_attention_scores, training=training
         )
+        attended, scores = out if return_attention_scores else (out, None)
         x = self.norm1(query + self.drop(attended, training=training))
         x = self.norm2(x + self.drop(self.ff2(self.ff1(x)), training=training))
         return (x, scores) if return_attention_scores else x

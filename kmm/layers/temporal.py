@@ -8,7 +8,8 @@ the number of real frames, RNNs skip them, attention masks them as keys.
 import keras
 from keras import ops
 
-from kmm.layers.masks import attention_mask, masked_max, masked_mean
+from kmm.layers.fusion import CrossModalAttention
+from kmm.layers.masks import masked_max, masked_mean
 
 POOLING_MODES = ("mean", "max")
 RNN_KINDS = ("lstm", "gru")
@@ -126,8 +127,9 @@ class PositionEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="kmm")
-class TransformerBlock(keras.layers.Layer):
-    """Self-attention (`keras.layers.MultiHeadAttention`) + residual + LayerNorm + feed-forward.
+class TransformerBlock(CrossModalAttention):
+    """Self-attention block: `CrossModalAttention` of a sequence with itself (one
+    `keras.layers.MultiHeadAttention`, residual + LayerNorm + feed-forward).
 
     Args:
         num_heads: int. Attention heads. Defaults to `4`.
@@ -139,31 +141,11 @@ class TransformerBlock(keras.layers.Layer):
         padding_mask: bool `(batch, steps)` or None; padded steps are never attended to.
     """
 
-    def __init__(self, num_heads=4, ff_dim=None, dropout=0.1, **kwargs):
-        super().__init__(**kwargs)
-        self.num_heads, self.ff_dim, self.dropout = num_heads, ff_dim, dropout
-
     def build(self, input_shape):
-        dim = input_shape[-1]
-        self.attention = keras.layers.MultiHeadAttention(self.num_heads, dim // self.num_heads, dropout=self.dropout)
-        self.attention.build(input_shape, input_shape)
-        self.norm1 = keras.layers.LayerNormalization(epsilon=1e-6)
-        self.norm2 = keras.layers.LayerNormalization(epsilon=1e-6)
-        self.ff1 = keras.layers.Dense(self.ff_dim or 2 * dim, activation="gelu")
-        self.ff2 = keras.layers.Dense(dim)
-        self.drop = keras.layers.Dropout(self.dropout)
-        for layer in (self.norm1, self.norm2):
-            layer.build(input_shape)
-        self.ff1.build(input_shape)
-        self.ff2.build((*input_shape[:-1], self.ff_dim or 2 * dim))
+        super().build(input_shape, input_shape)
 
     def call(self, x, padding_mask=None, training=None):
-        mask = attention_mask(padding_mask, padding_mask)
-        x = self.norm1(x + self.drop(self.attention(x, x, attention_mask=mask, training=training), training=training))
-        return self.norm2(x + self.drop(self.ff2(self.ff1(x)), training=training))
-
-    def get_config(self):
-        return {**super().get_config(), "num_heads": self.num_heads, "ff_dim": self.ff_dim, "dropout": self.dropout}
+        return super().call(x, x, padding_mask, padding_mask, training=training)
 
 
 @keras.saving.register_keras_serializable(package="kmm")

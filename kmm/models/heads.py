@@ -9,13 +9,12 @@ from kmm.layers import (
     ConcatFusion,
     CrossModalFusion,
     RecurrentTemporal,
-    TemporalTransformer,
     TextGuidedPooling,
 )
 from kmm.layers.matching import TokenGuidedPooling
 from kmm.layers.slots import Tracks
 from kmm.layers.summary import FrameAttention, MaskedMean
-from kmm.models.towers import token_frames, uses_video_pooled
+from kmm.models.towers import caption_tokens_in_context, token_frames, uses_video_pooled
 from kmm.specs import CAPTION_PADDING_MASK, CAPTION_TOKENS, FRAME_ATTENTION, LOGITS, VIDEO_CELLS, VIDEO_POOLED
 
 MATCHING_LOGIT = "matching_logit"
@@ -95,11 +94,7 @@ def build_matching_head(config, text_dim):
     cells = keras.Input((config.feature_steps * config.spatial_cells, config.dim), name=VIDEO_CELLS)
     tokens = keras.Input((None, text_dim), name=CAPTION_TOKENS)
     mask = keras.Input((None,), dtype="bool", name=CAPTION_PADDING_MASK)
-    text = keras.layers.Dense(config.dim, name="matching_token_projection")(tokens)
-    text = keras.layers.LayerNormalization(epsilon=1e-6, name="matching_token_norm")(text)
-    text = TemporalTransformer(
-        1, config.num_heads, max_length=config.max_caption_tokens, dropout=config.dropout, name="matching_transformer"
-    )(text, padding_mask=mask)  # fmt: skip
+    text = caption_tokens_in_context(tokens, mask, config, "matching")
     # A few learned queries read the caption's clauses ("a red circle moves left"); each
     # finds its object in every frame, and an LSTM follows that track over time.
     clauses = AttentionPooling(config.num_heads, config.matching_slots, name="caption_clauses")(text, padding_mask=mask)
