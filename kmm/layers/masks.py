@@ -1,4 +1,10 @@
-"""Padding masks (`True` = real position) and the one helper that turns them into attention masks."""
+"""Padding masks and the one helper that turns them into attention masks.
+
+One vocabulary across kmm's layers: a mask is a bool padding mask, `True` = real position.
+A layer over one sequence takes `padding_mask`; a layer over two names each mask after the
+input it pads (`query_mask` / `context_mask`, `video_mask` / `text_mask`). Model inputs
+use the keys of `kmm.specs` (`text_padding_mask`, `caption_padding_mask`, ...).
+"""
 
 from keras import ops
 
