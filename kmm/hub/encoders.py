@@ -87,6 +87,15 @@ class VideoEncoder(keras.layers.Layer):
             specs.VIDEO_EMBEDDING: tf.reduce_mean(tokens, axis=1),
         }
 
+    def grid_cells(self, num_frames, frame_size):
+        """Spatial cells a step in this encoder's output for clips of `num_frames` frames of
+        `frame_size` px: `h * w` of a feature map, 1 for one vector a frame or a clip."""
+        if self._conv.pooled:
+            return 1
+        frames = tf.zeros((1, num_frames, frame_size, frame_size, 3), tf.uint8)
+        shape = self.module(self._prepare(frames)).shape
+        return int(shape[2] * shape[3]) if len(shape) == 5 else 1
+
     def get_config(self):
         config = super().get_config()
         config.update(handle=self.handle, convention=self.convention)

@@ -143,13 +143,22 @@ class EndToEnd:
 
 
 def make_encoders(config, trainable=False):
-    """`(video_encoder, text_encoder)`: the config's TF-Hub encoders as kmm adapter layers."""
+    """`(video_encoder, text_encoder)`: the config's TF-Hub encoders as kmm adapter layers.
+
+    Raises `ValueError` when `config.spatial_cells` is not the grid the video encoder gives at
+    `config.frame_size` (a wrong count that divides the feature width would reshape silently).
+    """
     from kmm.hub.encoders import TextEncoder, VideoEncoder
 
-    return (
-        VideoEncoder(config.frame_encoder, config.frame_convention, trainable=trainable, name="video_encoder"),
-        TextEncoder(config.text_encoder, config.text_convention, trainable=trainable, name="text_encoder"),
-    )
+    video = VideoEncoder(config.frame_encoder, config.frame_convention, trainable=trainable, name="video_encoder")
+    cells = video.grid_cells(config.num_frames, config.frame_size)
+    if cells != config.spatial_cells:
+        raise ValueError(
+            f"ModelConfig.spatial_cells={config.spatial_cells}, but {config.frame_encoder} "
+            f"({config.frame_convention}) at {config.frame_size} px gives {cells} cell(s) a step: "
+            f"set spatial_cells={cells}."
+        )
+    return video, TextEncoder(config.text_encoder, config.text_convention, trainable=trainable, name="text_encoder")
 
 
 def build_end_to_end(parts, trainable_encoders=False, encoders=None):

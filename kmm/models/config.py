@@ -27,7 +27,9 @@ class ModelConfig:
     frame_size: int = 128
     max_text_tokens: int = 16  # referring / classification text, tokens kept after the encoder
     max_caption_tokens: int = 32  # captions, for text_embedding="tokens"
-    spatial_cells: int = 64  # cells per frame in the features (8x8 feature map); 1 = one vector per frame
+    # Cells a step in the encoder features (8x8 feature map); 1 = one vector a frame. Must be
+    # the grid the encoder gives at frame_size: checked whenever the encoders are made.
+    spatial_cells: int = 64
     # Append frame-to-frame feature differences to tokens projected from the raw features.
     # Cell tokens (slots, text-guided pooling, frame tokens with frame_cell_dim > 0) always have them.
     motion_features: bool = True

@@ -245,3 +245,13 @@ def test_matching_task_scores_positive_and_hard_negative_pairs():
         ModelConfig(tasks=("classification", "matching"))
     with pytest.raises(ValueError, match='needs text_embedding="tokens"'):
         ModelConfig(tasks=("retrieval", "matching"), text_embedding="pooled")
+
+
+def test_a_spatial_cells_count_the_encoder_does_not_give_is_refused(tiny_encoders):
+    from kmm.models.builder import make_encoders
+
+    config = PRESETS["tiny"]  # 32 px frames through the tiny frame encoder: an 8x8 grid
+    assert make_encoders(config)[0].grid_cells(config.num_frames, config.frame_size) == 64
+    # 16 divides the feature width, so without the check the towers would reshape it silently.
+    with pytest.raises(ValueError, match=r"spatial_cells=16, but kmm://tiny-frames@32 .* gives 64 cell\(s\)"):
+        make_encoders(config.replace(spatial_cells=16))
