@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from kmm import specs
+from kmm import run_folder, specs
 from kmm.models.config import FUSIONS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -154,8 +154,8 @@ def _cmd_train(args):
         data["train"] = {**data.get("train", {}), "strategy": args.strategy}
     _, run_dir, _ = train_from_config(data)
     print(f"trained: {run_dir}")
-    if (run_dir / "eval" / "metrics.md").exists():
-        print((run_dir / "eval" / "metrics.md").read_text())
+    if (run_dir / run_folder.EVAL / "metrics.md").exists():
+        print((run_dir / run_folder.EVAL / "metrics.md").read_text())
     return 0
 
 

@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from kmm import paths, specs
+from kmm import paths, run_folder, specs
 from kmm.data.synth import generate, vocab
 from kmm.models.config import PRESETS
 from kmm.serving.from_run import export_run
@@ -79,7 +79,7 @@ def run_quickstart(run_dir=None, data_size="default", model_preset="default", tr
     )  # fmt: skip
 
     with phase("export", f"Export for TF Serving into {export_dir}/{export_name}/ (test split as the search gallery)"):
-        export_path = export_run(run_dir, export_dir, export_name, "test", towers_dir=run_dir / "towers")
+        export_path = export_run(run_dir, export_dir, export_name, "test", towers_dir=run_dir / run_folder.TOWERS)
 
     kinetics_path = None
     if pretrained:

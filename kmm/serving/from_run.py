@@ -5,14 +5,14 @@ from pathlib import Path
 
 import numpy as np
 
-from kmm import specs
+from kmm import run_folder, specs
 from kmm.serving.export import EVAL_DIR, Gallery, export_model
 from kmm.serving.preprocess import DEFAULT_LIMITS
 
 
 def run_encoders(run_dir):
     """The fine-tuned `(video_encoder, text_encoder)` of a stage-2 / joint run, else None."""
-    path = Path(run_dir) / "end_to_end.keras"
+    path = Path(run_dir) / run_folder.END_TO_END
     if not path.exists():
         return None
     import keras
@@ -70,13 +70,10 @@ def export_run(run_dir, base_dir=specs.EXPORT_BASE, name=specs.MODEL_NAME, galle
     encoders = run_encoders(run_dir) or make_encoders(parts.config)
     gallery = None
     if gallery_split and parts.text_tower is not None:
-        pointer = run_dir / "features.txt"
-        if not pointer.exists():
-            raise FileNotFoundError(f"{run_dir}: no features.txt, so no gallery; pass gallery_split=None.")
-        gallery = gallery_from_features(parts, pointer.read_text().strip(), gallery_split)
-    metrics_path = run_dir / "eval" / "metrics.json"
+        gallery = gallery_from_features(parts, run_folder.feature_dir(run_dir), gallery_split)  # or gallery_split=None
+    evaluation = run_dir / run_folder.EVAL
+    metrics_path = evaluation / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
-    evaluation = run_dir / "eval"
     extra = {f"{EVAL_DIR}/{p.name}": p for p in sorted(evaluation.glob("*")) if p.suffix in (".png", ".md", ".json")}
     path = export_model(parts, base_dir, name, gallery=gallery, k=k, metrics=metrics, encoders=encoders,
                         extra_files=extra, log=log, limits=limits)  # fmt: skip

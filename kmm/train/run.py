@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from kmm import specs
+from kmm import run_folder, specs
 from kmm.data.pipeline import data_summary
 from kmm.eval.evaluate import evaluate_run
 from kmm.features import cache as feats
@@ -166,15 +166,15 @@ def train_and_evaluate(manifest, config, train_config, run_dir, splits, feature_
     if models is not None:
         # The encoders changed: keep them (the .keras file stores their fine-tuned values),
         # and evaluate on features computed with them, not with the frozen originals.
-        models.trainer.save(run_dir / "end_to_end.keras")
+        models.trainer.save(run_dir / run_folder.END_TO_END)
         feature_dir = run_dir / "features-finetuned"
         reports = feats.extract_features(manifest, config, feature_dir, splits, encoders=(models.video_encoder,
                                          models.text_encoder), **extract)  # fmt: skip
         arrays = {s: feats.load_features(reports[s][0]) for s in splits}
-    (run_dir / "features.txt").write_text(str(feature_dir) + "\n")
+    (run_dir / run_folder.FEATURES_POINTER).write_text(str(feature_dir) + "\n")
     with phase("evaluation", f"Evaluation on {' / '.join(splits[1:])}"):
-        histories = [run_dir / "history_stage1.csv", run_dir / "history_stage2.csv"]
-        results = evaluate_run(parts, {s: arrays[s] for s in splits[1:]}, run_dir / "eval", histories)
+        evaluation = run_dir / run_folder.EVAL
+        results = evaluate_run(parts, {s: arrays[s] for s in splits[1:]}, evaluation, run_folder.histories(run_dir))
     return parts, run_dir, arrays, results
 
 
@@ -182,12 +182,7 @@ def evaluate_saved_run(run_dir, feature_dir=None):
     """Re-evaluates a saved run on its cached features (every split but train)."""
     run_dir = Path(run_dir)
     parts = load_run(run_dir)
-    if feature_dir is None:
-        pointer = run_dir / "features.txt"
-        if not pointer.exists():
-            raise FileNotFoundError(f"{run_dir}: no features.txt; pass --features DIR")
-        feature_dir = Path(pointer.read_text().strip())
+    feature_dir = feature_dir or run_folder.feature_dir(run_dir)
     splits = sorted(p.stem for p in Path(feature_dir).glob("*.npz") if p.stem != "train")
     arrays = {s: feats.load_features(Path(feature_dir) / f"{s}.npz") for s in splits}
-    histories = [run_dir / "history_stage1.csv", run_dir / "history_stage2.csv"]
-    return evaluate_run(parts, arrays, run_dir / "eval", histories)
+    return evaluate_run(parts, arrays, run_dir / run_folder.EVAL, run_folder.histories(run_dir))

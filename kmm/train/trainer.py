@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kmm import specs, tasks
+from kmm import run_folder, specs, tasks
 from kmm.data.shards import is_shard_folder
 from kmm.models.builder import build_end_to_end, build_feature_model, build_parts
 from kmm.models.config import ModelConfig
@@ -110,7 +110,7 @@ def backup_dir(run_dir, stage, parts, train_config, config=None):
     backup left by a run with other settings is never restored into this one."""
     config = config or parts.config
     key = hashlib.sha256((config.to_json() + json.dumps(dataclasses.asdict(train_config))).encode())
-    return Path(run_dir) / "backup" / f"{stage}-{key.hexdigest()[:12]}"
+    return Path(run_dir) / run_folder.BACKUP / f"{stage}-{key.hexdigest()[:12]}"
 
 
 def resume_epoch(backup):
@@ -153,8 +153,8 @@ def _callbacks(run_dir, parts, val_arrays, train_config, stage):
         keras.callbacks.EarlyStopping(
             monitor, mode=mode, patience=train_config.patience, restore_best_weights=train_config.restore_best
         ),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard" / stage)),
-        ResumableCSVLogger(str(run_dir / f"history_{stage}.csv")),
+        keras.callbacks.TensorBoard(str(run_dir / run_folder.TENSORBOARD / stage)),
+        ResumableCSVLogger(str(run_folder.history(run_dir, stage))),
         BackupAndRestore(str(backup_dir(run_dir, stage, parts, train_config)), restore_dir=str(chief_backup)),
     ]
     return callbacks
@@ -342,26 +342,26 @@ def save_run(run_dir, parts, feature_dim, text_dim, train_config=None):
     model = build_feature_model(parts, feature_dim, text_dim)
     check_finite(model, f"the model for {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(parts.config.to_json() + "\n")
+    (run_dir / run_folder.CONFIG).write_text(parts.config.to_json() + "\n")
     meta = {"feature_dim": int(feature_dim), "text_dim": int(text_dim)}
     if train_config is not None:
         meta["train"] = dataclasses.asdict(train_config)
-    (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
-    model.save_weights(run_dir / "model.weights.h5")
+    (run_dir / run_folder.META).write_text(json.dumps(meta, indent=2) + "\n")
+    model.save_weights(run_dir / run_folder.WEIGHTS)
 
 
 def load_run(run_dir):
     """Rebuilds the `Parts` saved by `save_run`."""
     run_dir = Path(run_dir)
-    if not (run_dir / "model.weights.h5").exists():
+    if not (run_dir / run_folder.WEIGHTS).exists():
         raise FileNotFoundError(f"{run_dir}: no trained model (model.weights.h5); run `kmm train` first.")
-    config = ModelConfig.from_json((run_dir / "config.json").read_text())
+    config = ModelConfig.from_json((run_dir / run_folder.CONFIG).read_text())
     from kmm.hub.handles import check_stored_handle
 
     for handle in (config.frame_encoder, config.text_encoder):
         check_stored_handle(handle, f"the run folder {run_dir}")
-    meta = json.loads((run_dir / "run.json").read_text())
+    meta = json.loads((run_dir / run_folder.META).read_text())
     parts = build_parts(config, meta["feature_dim"], meta["text_dim"])
     model = build_feature_model(parts, meta["feature_dim"], meta["text_dim"])
-    model.load_weights(run_dir / "model.weights.h5")
+    model.load_weights(run_dir / run_folder.WEIGHTS)
     return parts
