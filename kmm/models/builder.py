@@ -9,6 +9,7 @@ Two entry points share the same tower and head layers (so weights move freely):
 import dataclasses
 
 import keras
+import tensorflow as tf
 
 from kmm import specs
 from kmm.layers import SimilarityLogits
@@ -151,13 +152,16 @@ def make_encoders(config, trainable=False):
     from kmm.hub.encoders import TextEncoder, VideoEncoder
 
     video = VideoEncoder(config.frame_encoder, config.frame_convention, trainable=trainable, name="video_encoder")
-    cells = video.grid_cells(config.num_frames, config.frame_size)
-    if cells != config.spatial_cells:
-        raise ValueError(
-            f"ModelConfig.spatial_cells={config.spatial_cells}, but {config.frame_encoder} "
-            f"({config.frame_convention}) at {config.frame_size} px gives {cells} cell(s) a step: "
-            f"set spatial_cells={cells}."
-        )
+    # The probe runs the module eagerly, which a distribution strategy's scope does not allow.
+    # Every path that builds under a scope made the encoders outside it first (features, widths).
+    if not tf.distribute.has_strategy():
+        cells = video.grid_cells(config.num_frames, config.frame_size)
+        if cells != config.spatial_cells:
+            raise ValueError(
+                f"ModelConfig.spatial_cells={config.spatial_cells}, but {config.frame_encoder} "
+                f"({config.frame_convention}) at {config.frame_size} px gives {cells} cell(s) a step: "
+                f"set spatial_cells={cells}."
+            )
     return video, TextEncoder(config.text_encoder, config.text_convention, trainable=trainable, name="text_encoder")
 
 
