@@ -6,7 +6,8 @@ features each, reversed captions cached), batch 64, time reversal on:
   batch (kmm's pipeline until the fourth pass);
 - `kmm per-batch`: `features_dataset`, which draws each batch's indices (and which clips
   play backwards) in numpy and gathers and reverses the whole batch in one `map`;
-- `kmm per-batch, neighbours=4`: the same with caption-neighbour batches.
+(A third variant, caption-neighbour batches, left with `TrainConfig.neighbours` in kmm 0.2.0;
+its numbers are in BENCHMARKS.md.)
 For each: one epoch iterated alone (the pipeline's own cost). Then what training pays:
 one default model, `fit` on 30 batches of each pipeline in turn, 3 rounds (alternating,
 so that a slower stretch of the machine hits every pipeline alike), mean ms a step.
@@ -103,13 +104,9 @@ def main():
     config = PRESETS["default"].replace(labels=tuple(generate.label_names()))
     train = TrainConfig(time_reversal=vocab.TIME_REVERSAL)
 
-    def kmm(neighbours):
-        return lambda: batches.features_dataset(arrays, config, BATCH, True, 0, train.time_reversal, neighbours)
-
     pipelines = {
         "per-clip baseline": lambda: per_clip_baseline(arrays, config),
-        "kmm per-batch": kmm(0),
-        "kmm per-batch, neighbours=4": kmm(4),
+        "kmm per-batch": lambda: batches.features_dataset(arrays, config, BATCH, True, 0, train.time_reversal),
     }
     rows, datasets = [], {}
     for name, make in pipelines.items():

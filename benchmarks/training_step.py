@@ -1,18 +1,16 @@
 """Stage-1 training step of the default model, two designs side by side.
 
 The default model (kmm-shapes labels, EfficientNet-Lite0 stride-16 features: 8 frames x
-64 cells x 112 channels, MiniLM text, batch 64) built twice in one process, per `--compare`:
-- `feature-norm` (sixth pass): the layer normalization of the encoder's features with a
-  trained scale and shift (before) vs fixed at 1 and 0 (now: nothing below it has a
-  gradient, so the backward pass stops there);
-- `frame-tokens` (fifth pass): each frame's LSTM token projected from the whole normalized
-  feature map and its frame difference (`frame_cell_dim=0`, 14,336 values a frame) vs from
-  the frame's 64 cell tokens, each cut to 16 values (`frame_cell_dim=16`).
+64 cells x 112 channels, MiniLM text, batch 64) built twice in one process: the layer
+normalization of the encoder's features with a trained scale and shift (before) vs fixed at
+1 and 0 (now: nothing below it has a gradient, so the backward pass stops there). (The
+frame-token comparison this script also ran, `frame_cell_dim` 0 vs 16, left with the field;
+its numbers are in BENCHMARKS.md.)
 Both `train_on_batch` on the same random batch, in alternating windows of `--steps` steps
 (so a slower stretch of this shared machine hits both alike); median ms a step.
 
-Run: .venv/bin/python benchmarks/training_step.py [--compare feature-norm] [--rounds 6]
-(results in `benchmarks/results/training_step_<compare>.json` unless `--out`).
+Run: .venv/bin/python benchmarks/training_step.py [--rounds 6]
+(results in `benchmarks/results/training_step_feature_norm.json` unless `--out`).
 """
 
 import argparse
@@ -51,15 +49,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--compare", choices=("feature-norm", "frame-tokens"), default="feature-norm")
-    parser.add_argument("--out", help="default: benchmarks/results/training_step_<compare>.json")
+    parser.add_argument("--out", default="benchmarks/results/training_step_feature_norm.json")
     args = parser.parse_args()
-    args.out = args.out or f"benchmarks/results/training_step_{args.compare.replace('-', '_')}.json"
-    base = PRESETS["default"].replace(labels=tuple(generate.label_names()))
-    if args.compare == "frame-tokens":
-        variants = {f"frame_cell_dim={d}": (base.replace(frame_cell_dim=d), False) for d in (0, 16)}
-    else:
-        variants = {"feature norm trained": (base, True), "feature norm fixed": (base, False)}
+    base = PRESETS["default"].replace(labels=tuple(generate.label_names()), spatial_cells=64)
+    variants = {"feature norm trained": (base, True), "feature norm fixed": (base, False)}
     rng = np.random.default_rng(0)
     views, data, params = {}, {}, {}
     for name, (config, train_feature_norm) in variants.items():
@@ -87,7 +80,7 @@ def main():
         rows.append(row)
         print(json.dumps(row), flush=True)
     result = {"machine": platform.processor() or platform.machine(), "tensorflow": tf.__version__,
-              "compare": args.compare, "batch_size": BATCH, "steps_per_window": args.steps, "rows": rows}  # fmt: skip
+              "compare": "feature-norm", "batch_size": BATCH, "steps_per_window": args.steps, "rows": rows}  # fmt: skip
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -48,7 +48,7 @@ def run(preset, manifest, epochs, work):
         "frames": config.num_frames,
         "frame_size": config.frame_size,
         "feature_steps": config.feature_steps,
-        "cells": config.spatial_cells,
+        "cells": parts.config.spatial_cells,
         "extract_seconds": round(extract, 1),
         "ms_per_clip": round(1000 * extract / clips, 1),
         "train_seconds": round(fit, 1),

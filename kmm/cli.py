@@ -246,7 +246,9 @@ def build_parser():
     quick.add_argument("--temporal", choices=["mean", "max", "lstm", "gru", "transformer"], help="Temporal model.")
     quick.add_argument("--fusion", choices=list(FUSIONS), help="Fusion (default: text_guided).")
     quick.add_argument(
-        "--epochs", type=int, help="Epochs (default 22: under 15 minutes in all on 2 cores; warm-up, then cosine)."
+        "--epochs",
+        type=int,
+        help="Epochs (default 22, sized to the quickstart's time budget on 2 CPU cores; warm-up, then cosine).",
     )
     quick.add_argument("--batch-size", type=int, default=64)
     quick.add_argument(

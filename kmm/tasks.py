@@ -72,8 +72,8 @@ def compile_arguments(config):
     tasks = selected(config)
     losses = {task.output: task.loss for task in tasks}
     weights = {task.output: getattr(config, task.weight) for task in tasks}
-    metrics = {task.output: task.metrics() for task in tasks if task.metrics()}
-    return losses, weights, metrics
+    metrics = {task.output: list(task.metrics()) for task in tasks}
+    return losses, weights, {output: fresh for output, fresh in metrics.items() if fresh}
 
 
 def targets(tasks, label_ids, caption_groups):

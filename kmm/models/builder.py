@@ -49,7 +49,9 @@ class Parts:
 
 
 def build_parts(config, feature_dim, text_dim):
-    """Creates fresh towers and heads for `config`."""
+    """Creates fresh towers and heads for `config` (its `spatial_cells`, when None, from the
+    video encoder: `with_encoder_grid`)."""
+    config = with_encoder_grid(config) if config.spatial_cells is None else config
     retrieval = "retrieval" in config.tasks
     classification = "classification" in config.tasks
     if classification and not config.labels:
@@ -144,25 +146,45 @@ class EndToEnd:
 
 
 def make_encoders(config, trainable=False):
-    """`(video_encoder, text_encoder)`: the config's TF-Hub encoders as kmm adapter layers.
-
-    Raises `ValueError` when `config.spatial_cells` is not the grid the video encoder gives at
-    `config.frame_size` (a wrong count that divides the feature width would reshape silently).
-    """
+    """`(video_encoder, text_encoder)`: the config's TF-Hub encoders as kmm adapter layers."""
     from kmm.hub.encoders import TextEncoder, VideoEncoder
 
     video = VideoEncoder(config.frame_encoder, config.frame_convention, trainable=trainable, name="video_encoder")
-    # The probe runs the module eagerly, which a distribution strategy's scope does not allow.
-    # Every path that builds under a scope made the encoders outside it first (features, widths).
-    if not tf.distribute.has_strategy():
-        cells = video.grid_cells(config.num_frames, config.frame_size)
-        if cells != config.spatial_cells:
-            raise ValueError(
-                f"ModelConfig.spatial_cells={config.spatial_cells}, but {config.frame_encoder} "
-                f"({config.frame_convention}) at {config.frame_size} px gives {cells} cell(s) a step: "
-                f"set spatial_cells={cells}."
-            )
     return video, TextEncoder(config.text_encoder, config.text_convention, trainable=trainable, name="text_encoder")
+
+
+def with_encoder_grid(config, video_encoder=None):
+    """`config` with `spatial_cells` the grid its video encoder gives at `config.frame_size`.
+
+    Runs the encoder once on a blank clip (`video_encoder`, or one made from the config's
+    handle). Raises `ValueError` when `spatial_cells` was set to another count: one that
+    divides the feature width would otherwise reshape silently. The probe runs eagerly, which
+    a `tf.distribute` strategy's scope does not allow: there a count already set is kept.
+
+    Example:
+
+    >>> from kmm.models.config import PRESETS
+    >>> with_encoder_grid(PRESETS["tiny"].replace(spatial_cells=None)).spatial_cells  # 32 px, 8x8
+    64
+    """
+    if tf.distribute.has_strategy():
+        if config.spatial_cells is not None:
+            return config
+        raise RuntimeError(
+            "ModelConfig.spatial_cells is derived by running the video encoder, which a distribution "
+            "strategy's scope does not allow: derive it before entering the scope (with_encoder_grid)."
+        )
+    from kmm.hub.encoders import VideoEncoder
+
+    video = video_encoder or VideoEncoder(config.frame_encoder, config.frame_convention, name="video_encoder")
+    cells = video.grid_cells(config.num_frames, config.frame_size)
+    if config.spatial_cells not in (None, cells):
+        raise ValueError(
+            f"ModelConfig.spatial_cells={config.spatial_cells}, but {config.frame_encoder} "
+            f"({config.frame_convention}) at {config.frame_size} px gives {cells} cell(s) a step: "
+            f"set spatial_cells={cells}, or leave it unset to derive it."
+        )
+    return config.replace(spatial_cells=cells)
 
 
 def build_end_to_end(parts, trainable_encoders=False, encoders=None):

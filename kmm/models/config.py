@@ -27,16 +27,11 @@ class ModelConfig:
     frame_size: int = 128
     max_text_tokens: int = 16  # referring / classification text, tokens kept after the encoder
     max_caption_tokens: int = 32  # captions, for text_embedding="tokens"
-    # Cells a step in the encoder features (8x8 feature map); 1 = one vector a frame. Must be
-    # the grid the encoder gives at frame_size: checked whenever the encoders are made.
-    spatial_cells: int = 64
-    # Append frame-to-frame feature differences to tokens projected from the raw features.
-    # Cell tokens (slots, text-guided pooling, frame tokens with frame_cell_dim > 0) always have them.
-    motion_features: bool = True
-    # lstm / gru with spatial cells: each frame's token is projected from its cell tokens,
-    # each cut to this many values (0: from the whole raw feature map, which is slower and
-    # no better on kmm-shapes).
-    frame_cell_dim: int = 16
+    # Cells a step in the video encoder's features: its feature map's h * w at frame_size, 1
+    # for one vector a frame or a clip. None: derived from the encoder before the model is
+    # built (`kmm.models.builder.with_encoder_grid`), which also refuses a value set by hand
+    # that the encoder does not give (one that divides the feature width would reshape silently).
+    spatial_cells: int | None = None
     dim: int = 128
     temporal: str = "lstm"  # Choose from ['mean', 'max', 'lstm', 'gru', 'transformer']
     temporal_layers: int = 2
@@ -45,9 +40,6 @@ class ModelConfig:
     # Retrieval video embedding: from the temporal model's pooled vector, or from object slots.
     video_embedding: str = "slots"  # Choose from ['temporal', 'slots']
     slots: int = 8
-    # Slots and text-guided pooling also report where they looked in each frame (the
-    # attention-weighted cell centre), so a track says which way its object went.
-    cell_positions: bool = True
     # Caption tower: on the text encoder's pooled vector, or on its tokens.
     text_embedding: str = "tokens"  # Choose from ['pooled', 'tokens']
     num_heads: int = 4
@@ -77,20 +69,22 @@ class ModelConfig:
         if "matching" in self.tasks:
             if "retrieval" not in self.tasks:
                 raise ValueError('The "matching" task re-ranks retrieval: ModelConfig.tasks needs "retrieval" too.')
-            if self.text_embedding != "tokens" or self.spatial_cells < 2:
+            if self.text_embedding != "tokens" or self.spatial_cells == 1:
                 raise ValueError('The "matching" task needs text_embedding="tokens" and spatial_cells > 1.')
-        if self.spatial_cells < 1:
+        if self.spatial_cells is not None and self.spatial_cells < 1:
             raise ValueError(f"spatial_cells must be >= 1, got {self.spatial_cells}")
-        if self.video_embedding == "slots" and self.spatial_cells < 2:
+        if self.video_embedding == "slots" and self.spatial_cells == 1:
             raise ValueError('video_embedding="slots" needs spatial features (spatial_cells > 1).')
-        uses_grid = self.video_embedding == "slots" or self.fusion == "text_guided"
-        if self.cell_positions and uses_grid and math.isqrt(self.spatial_cells) ** 2 != self.spatial_cells:
-            raise ValueError(
-                f"cell_positions needs a square grid of cells, got spatial_cells={self.spatial_cells}; "
-                "pass cell_positions=False"
-            )
         if self.dim % self.num_heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads}).")
+
+    @property
+    def cell_positions(self):
+        """Whether slots and text-guided pooling also report where they looked in each frame
+        (the attention-weighted cell centre, so a track says which way its object went): on
+        a square grid of cells."""
+        cells = self.spatial_cells or 0
+        return cells > 1 and math.isqrt(cells) ** 2 == cells
 
     @property
     def feature_steps(self):
@@ -105,25 +99,64 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
     def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2)
+        from kmm import __version__
+
+        return json.dumps({"kmm_version": __version__, **dataclasses.asdict(self)}, indent=2)
 
     @classmethod
-    def from_json(cls, text):
+    def from_json(cls, text, source="config.json"):
+        """The config `to_json` wrote. One from an older kmm loads when it describes a model
+        this version builds; otherwise a `ValueError` names the version that wrote it."""
         data = json.loads(text)
+        written_by = data.pop("kmm_version", "0.1")  # 0.1 did not record its version
         data["labels"] = tuple(data.get("labels", ()))
         data["tasks"] = tuple(data.get("tasks", cls.tasks))
-        for key, before in LEGACY_DEFAULTS.items():  # configs saved before the field existed
-            data.setdefault(key, before)
-        return cls(**data)
+        removed = {name: data.pop(name) for name in REMOVED_FIELDS if name in data}
+        fields = {field.name for field in dataclasses.fields(cls)}
+        missing = sorted(fields - set(data) - {"spatial_cells"})
+        if missing:
+            raise ValueError(_unbuildable(source, written_by, f"it predates ModelConfig.{', '.join(missing)}"))
+        if set(data) - fields:
+            raise ValueError(f"{source}: unknown ModelConfig field(s) {sorted(set(data) - fields)} "
+                             f"(written by kmm {written_by})")  # fmt: skip
+        config = cls(**data)
+        for name, value in removed.items():
+            if _removed_field_matters(config, name) and value != _value_now(config, name):
+                raise ValueError(_unbuildable(source, written_by, f"{name}={value!r}: {REMOVED_FIELDS[name]}"))
+        return config
 
 
-# What a config saved before these fields existed meant.
-LEGACY_DEFAULTS = {
-    "video_embedding": "temporal",
-    "text_embedding": "pooled",
-    "cell_positions": False,
-    "frame_cell_dim": 0,
+# Fields removed in kmm 0.2.0, and why. A saved config may still name them with the value
+# the model now always has, or where they did not change the model.
+REMOVED_FIELDS = {
+    "frame_cell_dim": "LSTM/GRU frame tokens always come from 16 values a cell; from the whole feature map "
+    "(frame_cell_dim=0) was slower and no better (BENCHMARKS.md)",
+    "motion_features": "tokens always carry their frame-to-frame difference",
+    "cell_positions": "cell positions are on exactly when the grid of cells is square",
 }
+LAST_COMMIT_WITH_REMOVED_FIELDS = "d4f8e7f"
+
+
+def _value_now(config, name):
+    return {"frame_cell_dim": 16, "motion_features": True, "cell_positions": config.cell_positions}[name]
+
+
+def _removed_field_matters(config, name):
+    frames_from_cells = config.temporal in ("lstm", "gru") and (config.spatial_cells or 0) > 1
+    return {
+        "frame_cell_dim": frames_from_cells,
+        "motion_features": config.temporal not in ("mean", "max") and not frames_from_cells,
+        "cell_positions": config.video_embedding == "slots" or config.fusion == "text_guided",
+    }[name]
+
+
+def _unbuildable(source, written_by, why):
+    from kmm import __version__
+
+    return (
+        f"{source} was written by kmm {written_by}, with a model kmm {__version__} does not build ({why}). "
+        f"Retrain it, or load it with kmm at commit {LAST_COMMIT_WITH_REMOVED_FIELDS}."
+    )
 
 
 PRESETS = {
@@ -135,7 +168,6 @@ PRESETS = {
         frame_convention="kmm-video-spatial",
         num_frames=16,
         frame_size=224,
-        spatial_cells=49,
     ),
     "tiny": ModelConfig(
         frame_encoder="kmm://tiny-frames@32",
@@ -144,7 +176,7 @@ PRESETS = {
         num_frames=4,
         frame_size=32,
         max_text_tokens=8,
-        spatial_cells=64,
+        spatial_cells=64,  # set, so tests can build the towers on made-up features without the encoder
         slots=3,
         max_caption_tokens=12,
         dim=16,

@@ -27,6 +27,9 @@ from kmm.specs import (
     VIDEO_POOLED,
 )
 
+# Values each cell token is cut to before a frame's cells become its LSTM/GRU token.
+FRAME_CELL_DIM = 16
+
 
 def token_frames(config):
     """How many frames the video token axis spans (0: time pooled away, as with mean/max)."""
@@ -42,8 +45,7 @@ def build_video_tower(config, feature_dim):
     feature map) and become `t * cells` spatio-temporal tokens with learned positions, so
     attention can follow an object from cell to cell. `mean` / `max` pool each cell over
     time (order-blind by construction); `lstm` / `gru` run over one projected vector per
-    frame (from the frame's cell tokens with `frame_cell_dim > 0`, else from the flattened
-    map: where things are, and what changed since the last frame);
+    frame, from its cell tokens (where things are, and what changed since the last frame);
     `transformer` attends over all `t * cells` tokens.
 
     `video_embedding` (retrieval): `temporal` projects the temporal model's pooled vector;
@@ -98,15 +100,15 @@ def build_video_tower(config, feature_dim):
 
 
 def _frames_from_cells(config):
-    return config.frame_cell_dim > 0 and config.temporal in ("lstm", "gru") and config.spatial_cells > 1
+    return config.temporal in ("lstm", "gru") and config.spatial_cells > 1
 
 
 def _frame_tokens(cell_tokens, config):
-    """One token a frame from its cell tokens, each cut to `frame_cell_dim` values and kept in
+    """One token a frame from its cell tokens, each cut to `FRAME_CELL_DIM` values and kept in
     place: the same "what is where, and what changed" as projecting the whole feature map, at
     a fraction of the cost."""
-    x = keras.layers.Dense(config.frame_cell_dim, name="frame_cell_summary")(cell_tokens)
-    x = keras.layers.Reshape((config.feature_steps, config.spatial_cells * config.frame_cell_dim), name="frames")(x)
+    x = keras.layers.Dense(FRAME_CELL_DIM, name="frame_cell_summary")(cell_tokens)
+    x = keras.layers.Reshape((config.feature_steps, config.spatial_cells * FRAME_CELL_DIM), name="frames")(x)
     x = keras.layers.Dense(config.dim, name="frame_projection")(x)
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="token_norm")(x)
     return keras.layers.Dropout(config.dropout)(x)
@@ -130,7 +132,7 @@ def _feature_tokens(features, config, feature_dim, cells):
     if cells > 1:
         x = keras.layers.Reshape((config.feature_steps * cells, feature_dim // cells), name="cells")(x)
     x = _feature_norm("feature_norm")(x)
-    if config.motion_features and config.temporal not in ("mean", "max"):
+    if config.temporal not in ("mean", "max"):
         x = TemporalDifference(cells, name="motion")(x)  # (b, t * cells, 2 * c)
     x = keras.layers.Dense(config.dim, name="cell_projection" if cells > 1 else "frame_projection")(x)
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="token_norm")(x)

@@ -33,7 +33,7 @@ from kmm import run_folder, specs
 from kmm.data.pipeline import data_summary
 from kmm.eval.evaluate import evaluate_run
 from kmm.features import cache as feats
-from kmm.models.builder import build_parts, make_encoders
+from kmm.models.builder import build_parts, make_encoders, with_encoder_grid
 from kmm.models.config import PRESETS
 from kmm.specs import TEXT_TOKENS, VIDEO_FEATURES
 from kmm.train.distribute import is_chief, make_strategy, worker_dir
@@ -129,6 +129,7 @@ def train_and_evaluate(manifest, config, train_config, run_dir, splits, feature_
     ...     "runs/mine", ["train", "val", "test"])
     """
     run_dir = Path(run_dir)
+    config = with_encoder_grid(config)  # before any strategy scope: the probe runs eagerly
     feature_dir = Path(feature_dir) if feature_dir else worker_dir(run_dir) / "features"  # each worker its own
     extract = dict(progress=verbose > 0, video_root=video_root, reverse_caption=reverse_caption,
                    caption_group=caption_group)  # fmt: skip

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import kmm
 from kmm import specs
 from kmm.models.builder import build_end_to_end, build_feature_model, build_parts, caption_inputs
 from kmm.models.config import FUSIONS, PRESETS, TEMPORAL_MODELS, TEXT_EMBEDDINGS, VIDEO_EMBEDDINGS, ModelConfig
@@ -89,21 +90,23 @@ def test_every_option_reads_what_it_should_and_nothing_else(temporal, fusion):
     np.testing.assert_allclose(np.delete(video["similarity"], 2, 0), np.delete(out["similarity"], 2, 0), atol=1e-5)
 
 
-@pytest.mark.parametrize("frame_cell_dim, cell_positions", [(0, False), (0, True), (4, False)])
-def test_frame_tokens_from_the_map_or_the_cells_with_or_without_positions(frame_cell_dim, cell_positions):
-    config = PRESETS["tiny"].replace(labels=LABELS, frame_cell_dim=frame_cell_dim, cell_positions=cell_positions)
+@pytest.mark.parametrize("temporal, cells", [("lstm", 64), ("lstm", 32), ("transformer", 64)])
+def test_frame_tokens_and_cell_positions_follow_the_temporal_model_and_the_grid(temporal, cells):
+    config = PRESETS["tiny"].replace(labels=LABELS, temporal=temporal, spatial_cells=cells)
     parts = build_parts(config, FEATURE_DIM, TEXT_DIM)
     names = {layer.name for layer in parts.video_tower.layers}
-    assert ("frame_cell_summary" in names) == (frame_cell_dim > 0) and ("feature_norm" in names) == (not frame_cell_dim)
+    from_cells = temporal == "lstm"  # an LSTM's frame tokens come from the cell tokens
+    assert ("frame_cell_summary" in names) == from_cells and ("feature_norm" in names) == (not from_cells)
     slot_width = parts.video_tower.get_layer("slot_tracks").input.shape[-1]
-    assert slot_width == config.dim + 3 * cell_positions  # x, y, radius
+    assert config.cell_positions == (cells == 64)  # positions on a square grid only
+    assert slot_width == config.dim + 3 * config.cell_positions  # x, y, radius
     out = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)(_for(config, _inputs()))
     assert out["logits"].shape == (4, 3) and np.isfinite(out["similarity"].numpy()).all()
 
 
-@pytest.mark.parametrize("frame_cell_dim", [0, 4])
-def test_feature_norm_is_fixed_but_saved_weights_still_load(frame_cell_dim, tmp_path):
-    config = PRESETS["tiny"].replace(labels=LABELS, frame_cell_dim=frame_cell_dim)
+@pytest.mark.parametrize("temporal", ["lstm", "transformer"])
+def test_feature_norm_is_fixed_but_saved_weights_still_load(temporal, tmp_path):
+    config = PRESETS["tiny"].replace(labels=LABELS, temporal=temporal)
     parts = build_parts(config, FEATURE_DIM, TEXT_DIM)
     model = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)
     norms = [layer for layer in parts.video_tower.layers if layer.name.endswith("feature_norm")]
@@ -141,18 +144,32 @@ def test_every_retrieval_option_builds_and_ranks(video_embedding, text_embedding
     np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras")(x)["similarity"], similarity, atol=1e-4)
 
 
-def test_slots_need_spatial_features_and_old_configs_load_as_saved():
+def test_slots_need_spatial_features_and_old_configs_load_or_name_their_version():
     with pytest.raises(ValueError, match="needs spatial features"):
         ModelConfig(spatial_cells=1)
-    old = json.loads(PRESETS["tiny"].to_json())
-    for key in ("video_embedding", "text_embedding", "cell_positions", "frame_cell_dim"):
-        del old[key]  # a config.json written before these fields
-    config = ModelConfig.from_json(json.dumps(old))
-    assert (config.video_embedding, config.text_embedding) == ("temporal", "pooled")
-    assert (config.cell_positions, config.frame_cell_dim) == (False, 0)
-    with pytest.raises(ValueError, match="cell_positions needs a square grid"):
-        ModelConfig(spatial_cells=48)
-    assert ModelConfig(spatial_cells=48, cell_positions=False).spatial_cells == 48
+    saved = json.loads(PRESETS["tiny"].to_json())
+    assert saved["kmm_version"] == kmm.__version__
+    # kmm 0.1 configs: no version, and the fields 0.2.0 removed, at the values it now always has.
+    old = {k: v for k, v in saved.items() if k != "kmm_version"}
+    old.update(frame_cell_dim=16, motion_features=True, cell_positions=True)
+    assert ModelConfig.from_json(json.dumps(old)) == PRESETS["tiny"]
+    # A field that did not change this model (frame tokens do not come from cells with a
+    # transformer) loads with any value.
+    assert (
+        ModelConfig.from_json(json.dumps(dict(old, temporal="transformer", frame_cell_dim=0))).temporal == "transformer"
+    )
+    for change, why in (
+        ({"frame_cell_dim": 0}, r"frame_cell_dim=0: LSTM/GRU frame tokens always come from 16 values"),
+        ({"cell_positions": False}, r"cell_positions=False"),
+        ({"motion_features": False, "temporal": "gru", "spatial_cells": 1, "video_embedding": "temporal"},
+         r"motion_features=False"),
+    ):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"run/config.json was written by kmm 0.1, .*\({why}.*commit d4f8e7f"):
+            ModelConfig.from_json(json.dumps(dict(old, **change)), source="run/config.json")
+    with pytest.raises(ValueError, match=r"written by kmm 0.1, .*predates ModelConfig.text_embedding, video_embedding"):
+        ModelConfig.from_json(json.dumps({k: v for k, v in old.items() if not k.endswith("_embedding")}))
+    with pytest.raises(ValueError, match=r"unknown ModelConfig field\(s\) \['colour'\]"):
+        ModelConfig.from_json(json.dumps(dict(saved, colour="red")))
 
 
 @pytest.mark.parametrize("tasks", [("classification",), ("retrieval",)])
@@ -247,11 +264,16 @@ def test_matching_task_scores_positive_and_hard_negative_pairs():
         ModelConfig(tasks=("retrieval", "matching"), text_embedding="pooled")
 
 
-def test_a_spatial_cells_count_the_encoder_does_not_give_is_refused(tiny_encoders):
-    from kmm.models.builder import make_encoders
+def test_spatial_cells_is_derived_from_the_encoder_and_a_wrong_count_is_refused(tiny_encoders):
+    from kmm.models.builder import with_encoder_grid
 
-    config = PRESETS["tiny"]  # 32 px frames through the tiny frame encoder: an 8x8 grid
-    assert make_encoders(config)[0].grid_cells(config.num_frames, config.frame_size) == 64
+    config = PRESETS["tiny"].replace(spatial_cells=None)  # 32 px frames, tiny encoder: an 8x8 grid
+    assert with_encoder_grid(config).spatial_cells == 64
+    assert build_parts(config.replace(labels=LABELS), FEATURE_DIM, TEXT_DIM).config.spatial_cells == 64
     # 16 divides the feature width, so without the check the towers would reshape it silently.
     with pytest.raises(ValueError, match=r"spatial_cells=16, but kmm://tiny-frames@32 .* gives 64 cell\(s\)"):
-        make_encoders(config.replace(spatial_cells=16))
+        with_encoder_grid(config.replace(spatial_cells=16))
+    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():  # no eager probe in a scope
+        assert with_encoder_grid(config.replace(spatial_cells=64)).spatial_cells == 64
+        with pytest.raises(RuntimeError, match="before entering"):
+            with_encoder_grid(config)
