@@ -5,10 +5,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from kmm.data import sampling
+from kmm.data.decoder import read_frames
 from kmm.data.manifest import read_manifest
 from kmm.data.pipeline import DataConfig, probe_rows
 from kmm.data.report import DataReport
-from kmm.data.video_io import VideoDecodeError, read_frames
+from kmm.data.video_io import VideoDecodeError
 
 
 def check_manifest(path, config=DataConfig(), label_names=None, strict=False, progress=True):

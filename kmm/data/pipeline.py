@@ -20,8 +20,9 @@ import tensorflow as tf
 
 from kmm import specs
 from kmm.data import sampling
+from kmm.data.decoder import probe, read_frames
 from kmm.data.report import DataReport
-from kmm.data.video_io import VideoDecodeError, probe, read_frames
+from kmm.data.video_io import VideoDecodeError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,7 @@ class DataConfig:
     batch_size: int = 16
     seed: int = 0
     cache: bool = False  # keep decoded clips in memory after the first epoch (evaluation sampling only)
+    drop_remainder: bool = False  # full batches only (each epoch's last partial batch dropped)
     video_root: str | None = None  # videos must be inside it (default: the manifest's folder); see read_manifest
 
 
@@ -93,7 +95,8 @@ class _ClipLoader:
             return self.empty, np.bool_(False)
 
 
-def build_dataset(rows, label_names=None, config=DataConfig(), training=False, report=None, strict=False):
+def build_dataset(rows, label_names=None, config=DataConfig(), training=False, report=None, strict=False,
+                  first_epoch=None):  # fmt: skip
     """Builds the batched, prefetched dataset for `rows`.
 
     Args:
@@ -104,6 +107,10 @@ def build_dataset(rows, label_names=None, config=DataConfig(), training=False, r
             `"dense"`, draw new frames each epoch.
         report: `DataReport` or None. Receives used/skipped counts.
         strict: bool. Raise on the first unusable video instead of skipping it.
+        first_epoch: int or None. With `training`: an endless stream of epochs from this
+            one, each shuffled and sampled from `(seed, epoch)` and batched on its own, so
+            a fit resumed at epoch k (`steps_per_epoch` = batches an epoch) reads what an
+            uninterrupted fit read there. None: one epoch an iteration, reshuffled each time.
 
     Returns:
         `tf.data.Dataset` of dicts with batched `frames`, `text`, `caption`, `label_id`, `row`.
@@ -126,10 +133,6 @@ def build_dataset(rows, label_names=None, config=DataConfig(), training=False, r
         specs.CAPTION: np.array([r.caption for r, _ in usable], object),
         specs.LABEL_ID: np.array([label_ids.get(r.label, -1) for r, _ in usable], np.int32),
     }
-    ds = tf.data.Dataset.from_tensor_slices(table)
-    if training:
-        ds = ds.shuffle(len(usable), seed=config.seed, reshuffle_each_iteration=True)
-    seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=training)
     shape = (config.num_frames, config.frame_size, config.frame_size, 3)
 
     def decode(element, seed):
@@ -138,13 +141,35 @@ def build_dataset(rows, label_names=None, config=DataConfig(), training=False, r
         ok.set_shape(())
         return {**element, specs.FRAMES: frames}, ok
 
-    ds = tf.data.Dataset.zip(ds, seeds).map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.filter(_is_ok).map(_drop_flag)
+    def clips(ds, seeds):
+        ds = tf.data.Dataset.zip(ds, seeds).map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.filter(_is_ok).map(_drop_flag)
+
+    if training and first_epoch is not None:
+        if config.cache:
+            raise ValueError("cache=True would freeze the sampling of a stream of training epochs.")
+        columns = {k: tf.constant(v) for k, v in table.items()}
+
+        def epoch_clips(epoch):  # stateless draws from (seed, epoch): the same whenever the epoch is read
+            key = tf.stack([tf.constant(config.seed, tf.int64), epoch])
+            order = tf.random.experimental.stateless_shuffle(tf.range(len(usable), dtype=tf.int64), seed=key)
+            seeds = tf.random.stateless_uniform([len(usable)], seed=key, minval=None, maxval=None, dtype=tf.int64)
+            rows = tf.data.Dataset.from_tensor_slices(order).map(
+                lambda i: {k: tf.gather(v, i) for k, v in columns.items()}
+            )
+            return clips(rows, tf.data.Dataset.from_tensor_slices(seeds)).batch(
+                config.batch_size, config.drop_remainder
+            )
+
+        return tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_clips).prefetch(tf.data.AUTOTUNE)
+    rows = tf.data.Dataset.from_tensor_slices(table)
+    rows = rows.shuffle(len(usable), seed=config.seed, reshuffle_each_iteration=True) if training else rows
+    ds = clips(rows, tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=training))
     if config.cache:
         if training and config.sampling != "uniform":
             raise ValueError("cache=True would freeze the random frame sampling of a training pipeline.")
         ds = ds.cache()
-    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(config.batch_size, config.drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
 def _is_ok(element, ok):
@@ -156,12 +181,13 @@ def _drop_flag(element, ok):
 
 
 def dataset_from_manifest(
-    path, label_names=None, config=DataConfig(), training=False, split=None, strict=False, require=()
+    path, label_names=None, config=DataConfig(), training=False, split=None, strict=False, require=(), first_epoch=None
 ):
     """`read_manifest` + `build_dataset` with one shared report; returns `(dataset, report)`.
 
     Args:
-        path: a manifest, or a shard folder (`kmm.data.shards`), read by `shard_dataset`.
+        path: a manifest, or a shard folder (`kmm.data.shards`), read by `shard_dataset`
+            (which takes no `first_epoch`: it reads one epoch an iteration).
         split: str or None. Keep only rows of this split (others are not counted as read).
         require: columns that must be non-empty, e.g. `("caption",)` for retrieval.
     """
@@ -178,7 +204,9 @@ def dataset_from_manifest(
         other = [r for r in rows if r.split != split]
         rows = [r for r in rows if r.split == split]
         report.read(-len(other))
-    return build_dataset(rows, label_names, config, training=training, report=report, strict=strict), report
+    ds = build_dataset(rows, label_names, config, training=training, report=report, strict=strict,
+                       first_epoch=first_epoch)  # fmt: skip
+    return ds, report
 
 
 def data_summary(source, video_root=None):

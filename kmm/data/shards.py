@@ -97,9 +97,10 @@ def write_shards(manifest, out_dir, num_shards=8, frames=DEFAULT_FRAMES, size=DE
 
     Returns the `DataReport`; the folder's `shards.json` records it too.
     """
+    from kmm.data.decoder import read_frames
     from kmm.data.manifest import read_manifest
     from kmm.data.pipeline import probe_rows
-    from kmm.data.video_io import VideoDecodeError, read_frames
+    from kmm.data.video_io import VideoDecodeError
 
     if num_shards < 1 or frames < 1 or size < 8:
         raise ValueError(f"need num_shards >= 1, frames >= 1, size >= 8; got {num_shards}, {frames}, {size}.")

@@ -13,7 +13,8 @@ Videos are a stranger's input. `probe` refuses frames larger than `MAX_FRAME_PIX
 more elongated than `MAX_ASPECT` before anything is decoded (reasons `too_large`,
 `aspect`), and `read_frames` gives up on a file whose decoding runs past its deadline
 (reason `timeout`; checked between frames, with OpenCV's own open/read timeouts for a stalled
-demuxer).
+demuxer). `kmm.data.decoder` runs both in worker processes, which also bounds a single call
+that never returns; kmm's pipelines use it.
 """
 
 import dataclasses

@@ -36,8 +36,8 @@ def find_videos(root):
 
 def clip_frames(path, num_frames, size):
     """`num_frames` uniformly sampled RGB frames of a video file, `size` px, `(num_frames, size, size, 3)`."""
+    from kmm.data.decoder import probe, read_frames
     from kmm.data.sampling import uniform
-    from kmm.data.video_io import probe, read_frames
 
     info = probe(path)
     return read_frames(path, uniform(info.num_frames, num_frames), size, info=info)

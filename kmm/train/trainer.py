@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from kmm import run_folder, specs, tasks
 from kmm.data.shards import is_shard_folder
-from kmm.models.builder import build_end_to_end, build_feature_model, build_parts
+from kmm.models.builder import build_end_to_end, build_feature_model, build_parts, with_encoder_grid
 from kmm.models.config import ModelConfig
 from kmm.specs import VIDEO_FEATURES
 from kmm.train.batches import features_dataset
@@ -178,6 +178,7 @@ def train_on_features(config, train_arrays, val_arrays, train_config, run_dir, v
     """
     keras.utils.set_random_seed(train_config.seed)
     strategy = make_strategy(train_config.strategy)
+    config = with_encoder_grid(config) if config.spatial_cells is None else config  # outside the scope
     feature_dim = train_arrays[VIDEO_FEATURES].shape[-1]
     text_dim = train_arrays[specs.TEXT_TOKENS].shape[-1]
     batch = train_config.batch_size
@@ -236,19 +237,27 @@ def _full_batches(ds, batch_size):
     return ds.unbatch().batch(batch_size, drop_remainder=True)
 
 
-def _raw_dataset(manifest, config, split, batch_size, training, seed, video_root=None, share=None):
+def _raw_dataset(manifest, config, split, batch_size, training, seed, video_root=None, share=None, first_epoch=None,
+                 drop_remainder=False):  # fmt: skip
     """`(x, y)` batches of raw clips; `share=(pipelines, index)`: this input pipeline's files
-    of a shard folder (`kmm.data.shards.worker_files`)."""
+    of a shard folder (`kmm.data.shards.worker_files`); `first_epoch`: a stream of epochs
+    (`kmm.data.pipeline.build_dataset`)."""
     from kmm.data.pipeline import DataConfig, dataset_from_manifest
     from kmm.data.shards import shard_dataset
 
     sampling = "random_segment" if training else "uniform"
     data_config = DataConfig(config.num_frames, config.frame_size, sampling, batch_size=batch_size, seed=seed,
-                             video_root=video_root)  # fmt: skip
+                             video_root=video_root, drop_remainder=drop_remainder)  # fmt: skip
     require = ("caption",) if tasks.needs_captions(config) else ()
     if share is None:
         ds, report = dataset_from_manifest(
-            manifest, list(config.labels), data_config, training=training, split=split, require=require
+            manifest,
+            list(config.labels),
+            data_config,
+            training=training,
+            split=split,
+            require=require,
+            first_epoch=first_epoch,
         )
     else:
         ds, report = shard_dataset(manifest, list(config.labels), data_config, training, split, require, *share)
@@ -276,17 +285,25 @@ def train_end_to_end(parts, manifest, train_config, run_dir, epochs, learning_ra
     config, batch = parts.config, train_config.batch_size
     with strategy.scope():  # TF-Hub encoders load inside it, so their variables are mirrored
         models = build_end_to_end(parts, trainable_encoders=True)
-    raw_train, report = _raw_dataset(manifest, config, "train", batch, True, train_config.seed, video_root)
+    full = strategy.num_replicas_in_sync > 1  # full global batches only, so every replica runs the same steps
+    # A manifest's clips come as a stream of epochs from the one a resumed fit starts at, each
+    # shuffled and sampled from (seed, epoch): a resumed fit reads what an uninterrupted one did.
+    first_epoch = (
+        None if is_shard_folder(manifest) else resume_epoch(backup_dir(run_dir, "stage2", parts, train_config))
+    )
+    raw_train, report = _raw_dataset(manifest, config, "train", batch, True, train_config.seed, video_root,
+                                     first_epoch=first_epoch, drop_remainder=full)  # fmt: skip
     raw_val, val_report = _raw_dataset(manifest, config, "val", batch, False, train_config.seed, video_root)
     # Steps from the probe's count: iterating the dataset to count would decode every clip once more.
-    per_epoch, steps = max(1, math.ceil(report.rows_used / batch)), None
-    train_ds, val_ds = raw_train, raw_val
-    if strategy.num_replicas_in_sync > 1:  # full global batches only, so every replica runs the same steps
-        if is_shard_folder(manifest):  # each input pipeline reads its own files
+    steps = None  # a shard folder: one epoch an iteration
+    if first_epoch is not None:
+        steps = report.rows_used // batch if full else math.ceil(report.rows_used / batch)
+    per_epoch, train_ds, val_ds = max(1, math.ceil(report.rows_used / batch)), raw_train, raw_val
+    if full:
+        if first_epoch is None:  # a shard folder: each input pipeline reads its own files
             train_ds, steps = _sharded_input(manifest, config, train_config, strategy)
         else:  # every pipeline reads the whole stream and keeps its slice of each global batch
-            train_ds = distribute(strategy, lambda: _full_batches(raw_train, batch).repeat(), batch)
-            steps = report.rows_used // batch
+            train_ds = distribute(strategy, lambda: raw_train, batch)
         per_epoch = steps
         if not steps:
             raise ValueError(f"{report.rows_used} usable training clips: fewer than one global batch of {batch}.")
@@ -355,7 +372,7 @@ def load_run(run_dir):
     run_dir = Path(run_dir)
     if not (run_dir / run_folder.WEIGHTS).exists():
         raise FileNotFoundError(f"{run_dir}: no trained model (model.weights.h5); run `kmm train` first.")
-    config = ModelConfig.from_json((run_dir / run_folder.CONFIG).read_text())
+    config = ModelConfig.from_json((run_dir / run_folder.CONFIG).read_text(), source=str(run_dir / run_folder.CONFIG))
     from kmm.hub.handles import check_stored_handle
 
     for handle in (config.frame_encoder, config.text_encoder):

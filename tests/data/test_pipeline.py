@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kmm import specs
 from kmm.data import sampling
@@ -52,6 +53,30 @@ def test_training_sampling_is_seeded_and_varies_by_epoch(clip_dir):
     first, second = epochs(2), epochs(2)
     assert first == second, "same seed, same samples"
     assert first[0] != first[1], "a new epoch draws new frames"
+
+
+def test_a_stream_of_epochs_resumed_at_epoch_k_reads_what_an_uninterrupted_one_read_there(clip_dir):
+    config = DataConfig(num_frames=4, frame_size=8, batch_size=2, sampling="random_segment", seed=3)
+    tf.random.set_seed(0)  # as the trainer does; the stream must not depend on it
+
+    def epochs(first_epoch, n):
+        """n epochs of the stream: 3 clips in batches of 2 are 2 batches an epoch."""
+        batches = iter(build_dataset(_rows(clip_dir), config=config, training=True, first_epoch=first_epoch))
+        out = []
+        for _ in range(n):
+            clips = []
+            for batch in (next(batches), next(batches)):
+                clips += [
+                    (int(r), frame_index(f.numpy()).tolist())
+                    for r, f in zip(batch[specs.ROW], batch[specs.FRAMES], strict=True)
+                ]
+            out.append(clips)
+        return out
+
+    uninterrupted = epochs(0, 3)
+    assert all(sorted(row for row, _ in epoch) == [0, 1, 2] for epoch in uninterrupted), "each clip once an epoch"
+    assert uninterrupted[0] != uninterrupted[1] != uninterrupted[2], "each epoch its own order and frames"
+    assert epochs(2, 1)[0] == uninterrupted[2], "a fit resumed at epoch 2 reads epoch 2"
 
 
 def test_bad_files_are_skipped_and_reconciled(clip_dir):
