@@ -186,8 +186,7 @@ def dataset_from_manifest(
     """`read_manifest` + `build_dataset` with one shared report; returns `(dataset, report)`.
 
     Args:
-        path: a manifest, or a shard folder (`kmm.data.shards`), read by `shard_dataset`
-            (which takes no `first_epoch`: it reads one epoch an iteration).
+        path: a manifest, or a shard folder (`kmm.data.shards`), read by `shard_dataset`.
         split: str or None. Keep only rows of this split (others are not counted as read).
         require: columns that must be non-empty, e.g. `("caption",)` for retrieval.
     """
@@ -195,7 +194,7 @@ def dataset_from_manifest(
     from kmm.data.shards import is_shard_folder, shard_dataset
 
     if is_shard_folder(path):
-        return shard_dataset(path, label_names, config, training, split, require)
+        return shard_dataset(path, label_names, config, training, split, require, first_epoch=first_epoch)
 
     report = DataReport()
     rows = read_manifest(path, report, label_names=label_names, strict=strict, require=require,

@@ -232,7 +232,7 @@ def worker_files(files, num_workers, worker_index):
 
 
 def shard_dataset(folder, label_names=None, config=None, training=False, split=None, require=(),
-                  num_workers=1, worker_index=0, report=None):  # fmt: skip
+                  num_workers=1, worker_index=0, report=None, first_epoch=None):  # fmt: skip
     """Shard folder -> batched `tf.data.Dataset` with `build_dataset`'s element spec.
 
     Args:
@@ -243,6 +243,10 @@ def shard_dataset(folder, label_names=None, config=None, training=False, split=N
         split: str or None (every split).
         num_workers, worker_index: this input pipeline's share (`worker_files`); e.g. from a
             `tf.distribute.InputContext`'s `num_input_pipelines` and `input_pipeline_id`.
+        first_epoch: int or None. With `training`: an endless stream of epochs from this one,
+            as `build_dataset`'s: each epoch's file order from `(seed, epoch)`, its record
+            shuffle and frame draws from the seed, so a resumed fit reads what an
+            uninterrupted one read in that epoch.
 
     Returns:
         `(dataset, report)`.
@@ -263,16 +267,11 @@ def shard_dataset(folder, label_names=None, config=None, training=False, split=N
         default_value=-1,
     )
     size, stored = config.frame_size, meta["size"]
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        ds = ds.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE,
-                       deterministic=True)  # fmt: skip
-    if data_shard:
-        ds = ds.shard(num_workers, worker_index)
-    if training:
-        ds = ds.shuffle(256, seed=config.seed, reshuffle_each_iteration=True)
-    seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=training).batch(2)
+
+    def records(files_ds):
+        ds = files_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)  # fmt: skip
+        return ds.shard(num_workers, worker_index) if data_shard else ds
 
     def parse(record, seed):
         context, lists = tf.io.parse_single_sequence_example(
@@ -302,13 +301,40 @@ def shard_dataset(folder, label_names=None, config=None, training=False, split=N
             specs.ROW: context["clip/row"],
         }
 
-    ds = tf.data.Dataset.zip(ds, seeds).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if "caption" in require:
-        ds = ds.filter(lambda element: tf.strings.length(element[specs.CAPTION]) > 0)
+    def clips(records_ds):
+        ds = records_ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if "caption" in require:
+            ds = ds.filter(lambda element: tf.strings.length(element[specs.CAPTION]) > 0)
+        return ds.batch(config.batch_size, config.drop_remainder)
+
+    if training and first_epoch is not None:
+        names = tf.constant(files)
+
+        def epoch_clips(epoch):  # stateless draws from (seed, epoch): the same whenever the epoch is read
+            key = tf.stack([tf.constant(config.seed, tf.int64), epoch])
+            order = tf.random.experimental.stateless_shuffle(tf.range(len(files), dtype=tf.int64), seed=key)
+            ds = records(tf.data.Dataset.from_tensor_slices(tf.gather(names, order)))
+            ds = ds.batch(256).enumerate().map(lambda i, block: _permuted(block, key + tf.stack([0, i + 1]))).unbatch()
+            return clips(ds.enumerate().map(lambda i, record: (record, tf.stack([key[0] * 1_000_003 + epoch, i]))))
+
+        ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_clips)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        if training:
+            ds = ds.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
+        ds = records(ds)
+        if training:
+            ds = ds.shuffle(256, seed=config.seed, reshuffle_each_iteration=True)
+        seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=training).batch(2)
+        ds = clips(tf.data.Dataset.zip(ds, seeds))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sharded above
-    ds = ds.with_options(options)
-    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE), report
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE), report
+
+
+def _permuted(block, key):
+    """`block`'s elements in an order drawn from `key` (a shuffle buffer without state)."""
+    return tf.gather(block, tf.argsort(tf.random.stateless_uniform(tf.shape(block)[:1], seed=key)))
 
 
 def check_shards(folder, split=None, progress=True):

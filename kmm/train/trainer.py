@@ -286,21 +286,19 @@ def train_end_to_end(parts, manifest, train_config, run_dir, epochs, learning_ra
     with strategy.scope():  # TF-Hub encoders load inside it, so their variables are mirrored
         models = build_end_to_end(parts, trainable_encoders=True)
     full = strategy.num_replicas_in_sync > 1  # full global batches only, so every replica runs the same steps
-    # A manifest's clips come as a stream of epochs from the one a resumed fit starts at, each
-    # shuffled and sampled from (seed, epoch): a resumed fit reads what an uninterrupted one did.
-    first_epoch = (
-        None if is_shard_folder(manifest) else resume_epoch(backup_dir(run_dir, "stage2", parts, train_config))
-    )
+    # The clips come as a stream of epochs from the one a resumed fit starts at, each shuffled
+    # and sampled from (seed, epoch): a resumed fit reads what an uninterrupted one did. (Not
+    # yet for a shard folder under several replicas: each pipeline reads its own files below.)
+    sharded = full and is_shard_folder(manifest)
+    first_epoch = None if sharded else resume_epoch(backup_dir(run_dir, "stage2", parts, train_config))
     raw_train, report = _raw_dataset(manifest, config, "train", batch, True, train_config.seed, video_root,
                                      first_epoch=first_epoch, drop_remainder=full)  # fmt: skip
     raw_val, val_report = _raw_dataset(manifest, config, "val", batch, False, train_config.seed, video_root)
     # Steps from the probe's count: iterating the dataset to count would decode every clip once more.
-    steps = None  # a shard folder: one epoch an iteration
-    if first_epoch is not None:
-        steps = report.rows_used // batch if full else math.ceil(report.rows_used / batch)
-    per_epoch, train_ds, val_ds = max(1, math.ceil(report.rows_used / batch)), raw_train, raw_val
+    steps = report.rows_used // batch if full else math.ceil(report.rows_used / batch)
+    per_epoch, train_ds, val_ds = max(1, steps), raw_train, raw_val
     if full:
-        if first_epoch is None:  # a shard folder: each input pipeline reads its own files
+        if sharded:  # each input pipeline reads its own files
             train_ds, steps = _sharded_input(manifest, config, train_config, strategy)
         else:  # every pipeline reads the whole stream and keeps its slice of each global batch
             train_ds = distribute(strategy, lambda: raw_train, batch)

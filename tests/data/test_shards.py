@@ -71,6 +71,29 @@ def test_a_folder_is_read_like_a_manifest_and_resizes_to_the_model(folder):
     assert next(iter(rows.values()))[specs.FRAMES].shape == (3, 24, 24, 3)
 
 
+def test_a_stream_of_epochs_from_shards_resumes_where_it_was(folder):
+    config = DataConfig(num_frames=3, frame_size=16, batch_size=4, sampling="random_segment", seed=5)
+    tf.random.set_seed(0)  # as the trainer does; the stream must not depend on it
+
+    def epochs(first_epoch, n):
+        """n epochs of the stream: 8 train clips in batches of 4 are 2 batches an epoch."""
+        ds, _ = S.shard_dataset(folder, ["a", "b"], config, training=True, split="train", first_epoch=first_epoch)
+        batches, out = iter(ds), []
+        for _ in range(n):
+            clips = []
+            for batch in (next(batches), next(batches)):
+                rows, frames = batch[specs.ROW].numpy(), batch[specs.FRAMES].numpy()
+                clips += [(int(r), frame_index(f).tolist()) for r, f in zip(rows, frames, strict=True)]
+            out.append(clips)
+        return out
+
+    uninterrupted = epochs(0, 3)
+    assert all(sorted(row for row, _ in epoch) == list(range(8)) for epoch in uninterrupted), "each clip once an epoch"
+    assert uninterrupted[0] != uninterrupted[1] != uninterrupted[2], "each epoch its own order and frames"
+    assert [r for r, _ in uninterrupted[0]] != [r for r, _ in uninterrupted[1]], "reshuffled, not only resampled"
+    assert epochs(2, 1)[0] == uninterrupted[2], "a fit resumed at epoch 2 reads epoch 2"
+
+
 @pytest.mark.parametrize(("length", "k"), [(1, 4), (5, 5), (6, 3), (31, 8), (100, 16), (7, 12)])
 def test_graph_sampling_matches_numpy(length, k):
     uniform = S._graph_indices(tf.constant(length, tf.int64), k, "uniform", None, 2).numpy()
