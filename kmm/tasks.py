@@ -22,6 +22,8 @@ from kmm.layers.matching import matching_loss
 from kmm.layers.retrieval import infonce_loss
 from kmm.models.config import TASKS
 
+ACCURACY = "acc"  # the classification metric's name in Keras logs (`val_acc`, or `val_logits_acc`)
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
@@ -47,7 +49,7 @@ REGISTRY = {
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             "classification_weight",
             contrastive=False,
-            metrics=lambda: [keras.metrics.SparseCategoricalAccuracy(name="acc")],
+            metrics=lambda: [keras.metrics.SparseCategoricalAccuracy(name=ACCURACY)],
         ),
         Task("retrieval", specs.SIMILARITY, infonce_loss, "retrieval_weight", contrastive=True),
         Task("matching", specs.MATCHING, matching_loss, "matching_weight", contrastive=True),

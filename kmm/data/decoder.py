@@ -54,7 +54,7 @@ def _probe_cached(path, _mtime, size, deadline_s):
     if size == 0:
         return video_io.probe(path)  # empty (or not a regular file): refused before any demuxing
     info = _pool().run({"op": "probe", "path": path}, deadline_s + GRACE_S, max_bytes=0)
-    return video_io.VideoInfo(**{**info, "keyframes": tuple(info["keyframes"])})
+    return video_io.VideoInfo.from_dict(info)
 
 
 def read_frames(path, indices, size=None, mode="crop", info=None, deadline_s=DECODE_DEADLINE_S):
@@ -65,11 +65,7 @@ def read_frames(path, indices, size=None, mode="crop", info=None, deadline_s=DEC
             worker does not answer in `deadline_s + GRACE_S`, `crashed` when it dies.
     """
     info = info or probe(path)
-    indices = np.asarray(indices, np.int64).reshape(-1)
-    if indices.size and (indices.min() < 0 or indices.max() >= info.num_frames):
-        raise ValueError(
-            f"{path}: frame indices must be in [0, {info.num_frames}), got {indices.min()}..{indices.max()}"
-        )
+    indices = video_io.checked_indices(path, indices, info)
     request = {
         "op": "read_frames",
         "path": os.fspath(path),
@@ -241,8 +237,7 @@ def _serve(memory_bytes):
 
 
 def _read(request):
-    info = request["info"]
-    info = video_io.VideoInfo(**{**info, "keyframes": tuple(info["keyframes"])})
+    info = video_io.VideoInfo.from_dict(request["info"])
     frames = video_io.read_frames(request["path"], request["indices"], request["size"], request["mode"], info=info,
                                   deadline_s=request["deadline_s"])  # fmt: skip
     return np.ascontiguousarray(frames, np.uint8)

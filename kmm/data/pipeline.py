@@ -150,8 +150,7 @@ def build_dataset(rows, label_names=None, config=DataConfig(), training=False, r
             raise ValueError("cache=True would freeze the sampling of a stream of training epochs.")
         columns = {k: tf.constant(v) for k, v in table.items()}
 
-        def epoch_clips(epoch):  # stateless draws from (seed, epoch): the same whenever the epoch is read
-            key = tf.stack([tf.constant(config.seed, tf.int64), epoch])
+        def epoch_clips(key):
             order = tf.random.experimental.stateless_shuffle(tf.range(len(usable), dtype=tf.int64), seed=key)
             seeds = tf.random.stateless_uniform([len(usable)], seed=key, minval=None, maxval=None, dtype=tf.int64)
             rows = tf.data.Dataset.from_tensor_slices(order).map(
@@ -161,7 +160,7 @@ def build_dataset(rows, label_names=None, config=DataConfig(), training=False, r
                 config.batch_size, config.drop_remainder
             )
 
-        return tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_clips).prefetch(tf.data.AUTOTUNE)
+        return stream_of_epochs(config.seed, first_epoch, epoch_clips).prefetch(tf.data.AUTOTUNE)
     rows = tf.data.Dataset.from_tensor_slices(table)
     rows = rows.shuffle(len(usable), seed=config.seed, reshuffle_each_iteration=True) if training else rows
     ds = clips(rows, tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=training))
@@ -170,6 +169,17 @@ def build_dataset(rows, label_names=None, config=DataConfig(), training=False, r
             raise ValueError("cache=True would freeze the random frame sampling of a training pipeline.")
         ds = ds.cache()
     return ds.batch(config.batch_size, config.drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def stream_of_epochs(seed, first_epoch, one_epoch):
+    """`one_epoch(key)` for epochs `first_epoch`, `first_epoch + 1`, ... one after another;
+    `key = [seed, epoch]` (int64), for stateless random ops: an epoch's draws are the same
+    whenever it is read, so a fit resumed at epoch k reads what an uninterrupted one did.
+    (Stateless ops, not `Dataset.shuffle(seed=<tensor>)`, which fails in graph mode when the
+    global seed is 0.)"""
+    return tf.data.Dataset.range(first_epoch, 2**62).flat_map(
+        lambda epoch: one_epoch(tf.stack([tf.constant(seed, tf.int64), epoch]))
+    )
 
 
 def _is_ok(element, ok):

@@ -251,7 +251,7 @@ def shard_dataset(folder, label_names=None, config=None, training=False, split=N
     Returns:
         `(dataset, report)`.
     """
-    from kmm.data.pipeline import DataConfig
+    from kmm.data.pipeline import DataConfig, stream_of_epochs
 
     config = config or DataConfig()
     report = report if report is not None else DataReport()
@@ -310,14 +310,13 @@ def shard_dataset(folder, label_names=None, config=None, training=False, split=N
     if training and first_epoch is not None:
         names = tf.constant(files)
 
-        def epoch_clips(epoch):  # stateless draws from (seed, epoch): the same whenever the epoch is read
-            key = tf.stack([tf.constant(config.seed, tf.int64), epoch])
+        def epoch_clips(key):
             order = tf.random.experimental.stateless_shuffle(tf.range(len(files), dtype=tf.int64), seed=key)
             ds = records(tf.data.Dataset.from_tensor_slices(tf.gather(names, order)))
             ds = ds.batch(256).enumerate().map(lambda i, block: _permuted(block, key + tf.stack([0, i + 1]))).unbatch()
-            return clips(ds.enumerate().map(lambda i, record: (record, tf.stack([key[0] * 1_000_003 + epoch, i]))))
+            return clips(ds.enumerate().map(lambda i, record: (record, tf.stack([key[0] * 1_000_003 + key[1], i]))))
 
-        ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_clips)
+        ds = stream_of_epochs(config.seed, first_epoch, epoch_clips)
     else:
         ds = tf.data.Dataset.from_tensor_slices(files)
         if training:

@@ -59,6 +59,11 @@ class VideoInfo:
     width: int
     height: int
 
+    @classmethod
+    def from_dict(cls, fields):
+        """The inverse of `dataclasses.asdict` (through JSON, where the keyframes became a list)."""
+        return cls(**{**fields, "keyframes": tuple(fields["keyframes"])})
+
 
 def probe(path):
     """Indexes a video's packets without decoding. Raises `VideoDecodeError` if unusable."""
@@ -126,6 +131,16 @@ def check_frame_size(path, width, height):
         raise VideoDecodeError(path, "aspect", f"{width}x{height} frames; the cap is {MAX_ASPECT:g}:1")
 
 
+def checked_indices(path, indices, info):
+    """`indices` as int64, or a `ValueError` when one is outside the video's frames."""
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if indices.size and (indices.min() < 0 or indices.max() >= info.num_frames):
+        raise ValueError(
+            f"{path}: frame indices must be in [0, {info.num_frames}), got {indices.min()}..{indices.max()}"
+        )
+    return indices
+
+
 def plan_reads(indices, keyframes):
     """For sorted unique `indices`, returns `[(index, "grab" | "seek"), ...]`.
 
@@ -177,11 +192,7 @@ def read_frames(path, indices, size=None, mode="crop", info=None, deadline_s=DEC
         VideoDecodeError: the file is missing, empty, not a video, or a frame cannot be decoded.
     """
     info = info or probe(path)
-    indices = np.asarray(indices, dtype=np.int64)
-    if indices.size and (indices.min() < 0 or indices.max() >= info.num_frames):
-        raise ValueError(
-            f"{path}: frame indices must be in [0, {info.num_frames}), got {indices.min()}..{indices.max()}"
-        )
+    indices = checked_indices(path, indices, info)
     wanted = np.unique(indices)
     timeout_ms = int(min(deadline_s, 3600) * 1000)
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]

@@ -119,7 +119,7 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
     `video_root`: the folder every video must be in (`kmm.data.manifest.read_manifest`;
     default: the manifest's folder).
     """
-    from kmm.models.builder import make_encoders, with_encoder_grid
+    from kmm.models.builder import make_encoders
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,6 @@ def extract_features(manifest, config, out_dir, splits, batch_size=32, force=Fal
         return {s: (out_dir / f"{s}.npz", None) for s in splits}
     meta_path.unlink(missing_ok=True)  # no marker while the files are being rewritten
     video_encoder, text_encoder = encoders or make_encoders(config)
-    with_encoder_grid(config, video_encoder)  # a spatial_cells set by hand must be the encoder's grid
     video_fn = tf.function(lambda frames: video_encoder(frames)[specs.VIDEO_TOKENS], reduce_retracing=True)
     data_config = DataConfig(config.num_frames, config.frame_size, batch_size=batch_size, video_root=video_root)
     results = {}

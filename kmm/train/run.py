@@ -129,7 +129,7 @@ def train_and_evaluate(manifest, config, train_config, run_dir, splits, feature_
     ...     "runs/mine", ["train", "val", "test"])
     """
     run_dir = Path(run_dir)
-    config = with_encoder_grid(config)  # before any strategy scope: the probe runs eagerly
+    config = with_encoder_grid(config)  # derived or checked once, before any strategy scope (an eager probe)
     feature_dir = Path(feature_dir) if feature_dir else worker_dir(run_dir) / "features"  # each worker its own
     extract = dict(progress=verbose > 0, video_root=video_root, reverse_caption=reverse_caption,
                    caption_group=caption_group)  # fmt: skip

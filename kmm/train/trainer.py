@@ -131,9 +131,8 @@ def early_stopping_metric(config, retrieval_logged):
     if retrieval_logged:
         return "val_t2v_r1", "max"
     if "classification" in config.tasks:  # Keras prefixes a metric with its output's name only when there are several
-        task = tasks.REGISTRY["classification"]
-        name = task.metrics()[0].name
-        return (f"val_{name}" if len(config.tasks) == 1 else f"val_{task.output}_{name}"), "max"
+        output = tasks.REGISTRY["classification"].output
+        return (f"val_{tasks.ACCURACY}" if len(config.tasks) == 1 else f"val_{output}_{tasks.ACCURACY}"), "max"
     return "val_loss", "min"
 
 
