@@ -76,8 +76,6 @@ def _cmd_quickstart(args):
         pairs = min(train_config.reversal_pairs, args.batch_size // 4) if train_config.time_reversal else 0
     train_config = dataclasses.replace(train_config, reversal_pairs=pairs)
     overrides = {k: v for k, v in (("temporal", args.temporal), ("fusion", args.fusion)) if v}
-    if args.matching:
-        overrides["tasks"] = ("classification", "retrieval", "matching")
     run_dir = args.run_dir or default_run_dir()
     results, timings, export_path = run_quickstart(
         run_dir,
@@ -106,7 +104,6 @@ def _cmd_quickstart(args):
     print(f"  kmm evaluate {run_dir}            # re-run the evaluation")
     print(f"  tensorboard --logdir {run_dir}/tensorboard")
     print("  kmm quickstart --fusion concat    # compare fusions (none, concat, cross_attention, co_attention)")
-    print("  kmm quickstart --matching         # add the pair-matching head that re-ranks retrieval's top 10")
     return 0
 
 
@@ -259,10 +256,6 @@ def build_parser():
         "--reversal-pairs", type=int, metavar="P",
         help="Clips of each training batch that also play backwards, with the reversed caption, as each other's "
         "hardest negatives ('moves left' vs 'moves right'; default 16 of 64, 0 turns it off).",
-    )  # fmt: skip
-    quick.add_argument(
-        "--matching", action="store_true",
-        help="Also train the pair-matching head and report retrieval with its top-10 re-ranking (doubles training time).",
     )  # fmt: skip
     quick.add_argument("--seed", type=int, default=0)
     quick.add_argument("--run-dir", help="Output folder (default: $KMM_HOME/runs/quickstart).")

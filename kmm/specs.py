@@ -38,7 +38,7 @@ TEXT_EMBEDDING = "text_embedding"  # float32 (batch, dim)
 # === Model inputs and outputs (feature models, end-to-end models, exports) ===
 VIDEO_FEATURES = "video_features"  # float32 (batch, steps, dim): cached frame encoder outputs
 VIDEO_POOLED = "video_pooled"  # (batch, dim), only for fusion="none" / "concat"
-VIDEO_CELLS = "video_cells"  # (batch, steps * cells, dim), for fusion="text_guided" and the "matching" task
+VIDEO_CELLS = "video_cells"  # (batch, steps * cells, dim), for fusion="text_guided"
 CAPTION_EMBEDDING = "caption_embedding"  # (batch, text_dim): the text encoder's pooled caption
 CAPTION_TOKENS = "caption_tokens"  # (batch, max_caption_tokens, text_dim)
 CAPTION_PADDING_MASK = "caption_padding_mask"  # bool (batch, max_caption_tokens)
@@ -46,7 +46,6 @@ LOGITS = "logits"  # (batch, labels): the classification head
 FRAME_ATTENTION = "frame_attention"  # (batch, frames): how much each frame weighed in the answer
 PROBABILITIES = "probabilities"  # (batch, labels), softmax of the logits
 SIMILARITY = "similarity"  # (batch, batch) training logits: video i against caption j
-MATCHING = "matching"  # (3 batch,) training logits: positive pairs, then two sets of hard negatives
 EMBEDDING = "embedding"  # (batch, dim), unit norm: what the embedding signatures and towers return
 
 # === Default export location: TF Serving's layout <EXPORT_BASE>/<name>/<version>/ ===

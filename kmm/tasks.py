@@ -18,7 +18,6 @@ from collections.abc import Callable
 import keras
 
 from kmm import specs
-from kmm.layers.matching import matching_loss
 from kmm.layers.retrieval import infonce_loss
 from kmm.models.config import TASKS
 
@@ -52,7 +51,6 @@ REGISTRY = {
             metrics=lambda: [keras.metrics.SparseCategoricalAccuracy(name=ACCURACY)],
         ),
         Task("retrieval", specs.SIMILARITY, infonce_loss, "retrieval_weight", contrastive=True),
-        Task("matching", specs.MATCHING, matching_loss, "matching_weight", contrastive=True),
     )
 }
 assert tuple(REGISTRY) == TASKS, "every task of ModelConfig.TASKS is declared once here"
@@ -80,8 +78,7 @@ def compile_arguments(config):
 
 def targets(tasks, label_ids, caption_groups):
     """Targets for the outputs `tasks` train: label ids, or caption-group ids for a
-    contrastive task (InfoNCE's positives are the diagonal, see `infonce_loss`; the matching
-    head's pairs say by their layout which match)."""
+    contrastive task (InfoNCE's positives are the diagonal, see `infonce_loss`)."""
     return {task.output: caption_groups if task.contrastive else label_ids for task in selected(tasks)}
 
 

@@ -38,18 +38,21 @@ def real_encoders(kmm_home):
 
 @pytest.fixture(scope="session")
 def tiny_quickstart(tiny_encoders, real_encoders, tmp_path_factory):
-    """`kmm quickstart --size tiny --model tiny --epochs 1` once: `(run_dir, export model dir)`.
+    """`kmm quickstart --size tiny --model tiny --epochs 1 --batch-size 8 --reversal-pairs 2`
+    through `kmm.cli.main`, once: `(run_dir, export model dir, what it printed)`.
 
     Like the real quickstart, it also exports the pretrained Kinetics model next to it
     (`saved_models/kinetics`).
     """
-    from kmm.data.synth import vocab
-    from kmm.quickstart import run_quickstart
-    from kmm.train.trainer import TrainConfig
+    import contextlib
+    import io
+
+    from kmm.cli import main
 
     root = tmp_path_factory.mktemp("tiny_quickstart")
-    train = TrainConfig(epochs=1, batch_size=8, time_reversal=vocab.TIME_REVERSAL, reversal_pairs=2)
-    run_quickstart(
-        root / "run", "tiny", "tiny", train, verbose=0, log=lambda *a: None, export_dir=root / "saved_models"
-    )
-    return root / "run", root / "saved_models" / "kmm"
+    argv = ["quickstart", "--size", "tiny", "--model", "tiny", "--epochs", "1", "--batch-size", "8",
+            "--reversal-pairs", "2", "--run-dir", str(root / "run"), "--export-dir", str(root / "saved_models")]  # fmt: skip
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(argv) == 0
+    return root / "run", root / "saved_models" / "kmm", printed.getvalue()

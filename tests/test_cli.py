@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from kmm.cli import build_parser, main
@@ -43,23 +44,30 @@ def test_console_script_is_installed():
     assert proc.returncode == 0 and "usage: kmm" in proc.stdout
 
 
-def test_quickstart_with_the_matching_head_reports_the_reranked_retrieval(tiny_encoders, tmp_path, capsys):
+def test_quickstart_through_main_trains_evaluates_and_exports(tiny_quickstart):
     import json
 
-    argv = ["quickstart", "--size", "tiny", "--model", "tiny", "--epochs", "1", "--batch-size", "8", "--matching",
-            "--reversal-pairs", "0", "--no-pretrained", "--run-dir", str(tmp_path / "run"),
-            "--export-dir", str(tmp_path / "saved_models")]  # fmt: skip
-    assert main(argv) == 0
-    out = capsys.readouterr().out
-    assert "| test, top-10 re-ranked | 8 |" in out
-    metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
-    assert metrics["test"]["retrieval_reranked"]["top_k"] == 10
-    run = json.loads((tmp_path / "run" / "quickstart.json").read_text())
-    assert run["kinetics_export"] is None and not (tmp_path / "saved_models" / "kinetics").exists()
+    from kmm.serving.client import LocalClient
+
+    run_dir, model_dir, out = tiny_quickstart
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert f"| test | 8 | {100 * metrics['test']['classification']['accuracy']:.1f} |" in out
+    assert "| compositional |" in out and "Wall time" in out and "TF Serving export" in out
+    assert (run_dir / "eval" / "metrics.md").exists()
+    assert (run_dir / "towers" / "text_tower" / "saved_model.pb").exists()
+    run = json.loads((run_dir / "quickstart.json").read_text())
     assert run["train"]["time_reversal"], "the quickstart plays clips backwards by default"
-    assert run["train"]["reversal_pairs"] == 0
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["tasks"] == ["classification", "retrieval", "matching"]
+    assert run["train"]["reversal_pairs"] == 2 and run["train"]["epochs"] == 1
+    client = LocalClient(model_dir)
+    meta = client.metadata()
+    assert client.path.name == "1" and len(meta["labels"]) == 8 and "test" in meta["metrics"]
+    assert meta["gallery"]["size"] > 0 and set(client.signatures()) >= {"serving_default", "search"}
+    probabilities = client.classify(np.zeros((1, 4, 32, 32, 3), np.uint8), ["the red circle"])["probabilities"]
+    assert probabilities.shape == (1, 8) and abs(float(np.sum(probabilities)) - 1) < 1e-5
+    # The main job also leaves the pretrained model for real videos next to it.
+    kinetics = LocalClient(model_dir.parent / "kinetics")
+    assert kinetics.metadata()["kind"] == "pretrained" and len(kinetics.metadata()["labels"]) == 400
+    assert "Pretrained Kinetics model" in out and run["kinetics_export"]
 
 
 def test_data_synth_with_real_backgrounds(tmp_path, capsys):

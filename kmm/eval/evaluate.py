@@ -13,7 +13,6 @@ import numpy as np
 
 from kmm import specs
 from kmm.eval import metrics, plots
-from kmm.eval.rerank import reranked_retrieval
 from kmm.features.arrays import caption_group_ids, embed_arrays, predict_arrays
 
 
@@ -37,8 +36,6 @@ def evaluate_split(parts, arrays):
         groups = caption_group_ids(arrays)[0]
         if len(np.unique(groups)) < len(groups):  # captions that say the same thing: report both protocols
             result["retrieval_groups"] = {"text_to_video": metrics.group_retrieval_metrics(text @ video.T, groups)}
-        if parts.matcher is not None:
-            result["retrieval_reranked"] = reranked_retrieval(parts, arrays, video, text)
     return result
 
 
@@ -60,12 +57,6 @@ def _markdown(results):
             f"| {t2v.get('R@1', float('nan')):.1f} | {t2v.get('R@5', float('nan')):.1f} "
             f"| {t2v.get('R@10', float('nan')):.1f} | {t2v.get('median_rank', '-')} | {v2t.get('R@1', float('nan')):.1f} |"
         )
-        if "retrieval_reranked" in r:  # the matching head's re-ranking of the top k
-            t2v, v2t = r["retrieval_reranked"]["text_to_video"], r["retrieval_reranked"]["video_to_text"]
-            lines.append(
-                f"| {split}, top-{r['retrieval_reranked']['top_k']} re-ranked | {t2v['n']} | - | - | - | - "
-                f"| {t2v['R@1']:.1f} | {t2v['R@5']:.1f} | {t2v['R@10']:.1f} | {t2v['median_rank']} | {v2t['R@1']:.1f} |"
-            )
         if "retrieval_groups" in r:  # a hit is any clip whose caption says the same thing
             g = r["retrieval_groups"]["text_to_video"]
             lines.append(

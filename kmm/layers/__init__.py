@@ -1,9 +1,8 @@
 """Keras 3 layers for video-text fusion, built on `keras.layers.MultiHeadAttention`."""
 
 from kmm.layers.fusion import ConcatFusion, CrossModalAttention, CrossModalFusion, TextGuidedPooling
-from kmm.layers.matching import HardNegativePairs, TokenGuidedPooling
 from kmm.layers.retrieval import L2Normalize, SimilarityLogits
-from kmm.layers.slots import SlotPooling, SlotTracks, Tracks
+from kmm.layers.slots import SlotPooling, SlotTracks
 from kmm.layers.temporal import (
     AttentionPooling,
     PositionEmbedding,
@@ -18,7 +17,6 @@ __all__ = [
     "ConcatFusion",
     "CrossModalAttention",
     "CrossModalFusion",
-    "HardNegativePairs",
     "L2Normalize",
     "PositionEmbedding",
     "RecurrentTemporal",
@@ -28,7 +26,5 @@ __all__ = [
     "TemporalPooling",
     "TemporalTransformer",
     "TextGuidedPooling",
-    "TokenGuidedPooling",
-    "Tracks",
     "TransformerBlock",
 ]

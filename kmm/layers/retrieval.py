@@ -18,16 +18,6 @@ def _replicas():
     return None if context is None or context.num_replicas_in_sync == 1 else context
 
 
-def local_logits(logits):
-    """This replica's `(b, b)` block of `SimilarityLogits`' output (the output itself on one replica)."""
-    context = _replicas()
-    if context is None:
-        return logits
-    b = ops.shape(logits)[0]
-    start = context.replica_id_in_sync_group * b
-    return logits[:, start : start + b]
-
-
 @keras.saving.register_keras_serializable(package="kmm")
 class L2Normalize(keras.layers.Layer):
     """Scales each vector to unit L2 norm along the last axis."""

@@ -78,36 +78,9 @@ class SlotPooling(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="kmm")
-class Tracks(keras.layers.Layer):
-    """One shared LSTM along the time axis of every track: `(batch, n, frames, d)` -> `(batch, n, units)`.
-
-    Args:
-        units: int. LSTM width.
-    """
-
-    def __init__(self, units, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-        self.rnn = keras.layers.LSTM(units, name="lstm")
-
-    def build(self, x_shape):
-        self.rnn.build((None, x_shape[2], x_shape[3]))
-
-    def call(self, x):
-        shape = ops.shape(x)
-        last = self.rnn(ops.reshape(x, (-1, shape[2], shape[3])))
-        return ops.reshape(last, (shape[0], shape[1], self.units))
-
-    def compute_output_shape(self, x_shape):
-        return (x_shape[0], x_shape[1], self.units)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
-
-
-@keras.saving.register_keras_serializable(package="kmm")
-class SlotTracks(Tracks):
-    """`Tracks` on `SlotPooling`'s frame-major output: `(batch, frames * slots, d)` -> `(batch, slots, units)`.
+class SlotTracks(keras.layers.Layer):
+    """One shared LSTM along each slot's frames, on `SlotPooling`'s frame-major output:
+    `(batch, frames * slots, d)` -> `(batch, slots, units)`.
 
     Args:
         num_frames: int.
@@ -116,19 +89,21 @@ class SlotTracks(Tracks):
     """
 
     def __init__(self, num_frames, slots, units, **kwargs):
-        super().__init__(units, **kwargs)
-        self.num_frames, self.slots = num_frames, slots
+        super().__init__(**kwargs)
+        self.num_frames, self.slots, self.units = num_frames, slots, units
+        self.rnn = keras.layers.LSTM(units, name="lstm")
 
     def build(self, x_shape):
-        super().build((None, self.slots, self.num_frames, x_shape[-1]))
+        self.rnn.build((None, self.num_frames, x_shape[-1]))
 
     def call(self, x):
         dim = ops.shape(x)[-1]
-        grid = ops.reshape(x, (-1, self.num_frames, self.slots, dim))
-        return super().call(ops.transpose(grid, (0, 2, 1, 3)))  # (b, slots, frames, d) -> (b, slots, units)
+        tracks = ops.transpose(ops.reshape(x, (-1, self.num_frames, self.slots, dim)), (0, 2, 1, 3))
+        last = self.rnn(ops.reshape(tracks, (-1, self.num_frames, dim)))  # (b * slots, units)
+        return ops.reshape(last, (-1, self.slots, self.units))
 
     def compute_output_shape(self, x_shape):
         return (x_shape[0], self.slots, self.units)
 
     def get_config(self):
-        return {**super().get_config(), "num_frames": self.num_frames, "slots": self.slots}
+        return {**super().get_config(), "num_frames": self.num_frames, "slots": self.slots, "units": self.units}

@@ -13,8 +13,7 @@ import tensorflow as tf
 
 from kmm import specs
 from kmm.layers import SimilarityLogits
-from kmm.layers.matching import HardNegativePairs
-from kmm.models.heads import build_classification_head, build_matching_head
+from kmm.models.heads import build_classification_head
 from kmm.models.towers import (
     build_text_tower,
     build_video_tower,
@@ -27,7 +26,6 @@ from kmm.specs import (
     CAPTION_TOKENS,
     FRAME_ATTENTION,
     LOGITS,
-    MATCHING,
     PROBABILITIES,
     SIMILARITY,
     VIDEO_CELLS,
@@ -38,14 +36,13 @@ from kmm.specs import (
 
 @dataclasses.dataclass
 class Parts:
-    """The trainable pieces of a kmm model; `head`/`text_tower`/`matcher` are None for tasks not asked for."""
+    """The trainable pieces of a kmm model; `head`/`text_tower` are None for tasks not asked for."""
 
     config: object
     video_tower: keras.Model
     text_tower: keras.Model | None
     head: keras.Model | None
     similarity: keras.layers.Layer | None
-    matcher: keras.Model | None = None
 
 
 def build_parts(config, feature_dim, text_dim):
@@ -62,7 +59,6 @@ def build_parts(config, feature_dim, text_dim):
         text_tower=build_text_tower(config, text_dim) if retrieval else None,
         head=build_classification_head(config, text_dim) if classification else None,
         similarity=SimilarityLogits(config.temperature, name="similarity") if retrieval else None,
-        matcher=build_matching_head(config, text_dim) if "matching" in config.tasks else None,
     )
 
 
@@ -88,14 +84,7 @@ def _heads(parts, video, text_tokens, text_mask, caption):
         outputs[LOGITS] = out[LOGITS]
         outputs[FRAME_ATTENTION] = out[FRAME_ATTENTION]
     if parts.text_tower is not None and caption is not None:
-        text_embedding = parts.text_tower(caption)
-        outputs[SIMILARITY] = parts.similarity(video[specs.VIDEO_EMBEDDING], text_embedding)
-        if parts.matcher is not None:
-            keys = (CAPTION_TOKENS, CAPTION_PADDING_MASK)
-            cells, (tokens, mask) = HardNegativePairs(seed=0, name="hard_negative_pairs")(
-                outputs[SIMILARITY], video[VIDEO_CELLS], [caption[k] for k in keys], text_embedding=text_embedding
-            )
-            outputs[MATCHING] = parts.matcher({VIDEO_CELLS: cells, CAPTION_TOKENS: tokens, CAPTION_PADDING_MASK: mask})
+        outputs[SIMILARITY] = parts.similarity(video[specs.VIDEO_EMBEDDING], parts.text_tower(caption))
     return outputs
 
 

@@ -8,7 +8,7 @@ TEMPORAL_MODELS = ("mean", "max", "lstm", "gru", "transformer")
 FUSIONS = ("none", "concat", "cross_attention", "co_attention", "text_guided")
 VIDEO_EMBEDDINGS = ("temporal", "slots")
 TEXT_EMBEDDINGS = ("pooled", "tokens")
-TASKS = ("classification", "retrieval", "matching")
+TASKS = ("classification", "retrieval")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,14 +45,9 @@ class ModelConfig:
     num_heads: int = 4
     dropout: float = 0.1
     labels: tuple = ()
-    # Any non-empty subset of ['classification', 'retrieval', 'matching']; "matching" (a
-    # pair-matching head that re-ranks retrieval's top `rerank_top_k`) needs "retrieval".
-    tasks: tuple = ("classification", "retrieval")
+    tasks: tuple = ("classification", "retrieval")  # any non-empty subset of TASKS
     classification_weight: float = 1.0
     retrieval_weight: float = 1.0
-    matching_weight: float = 1.0
-    matching_slots: int = 4  # learned queries that read a caption's clauses in the matching head
-    rerank_top_k: int = 10
     temperature: float = 0.07
 
     def __post_init__(self):
@@ -66,11 +61,6 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig.{name} must be one of {allowed}, got {value!r}")
         if not self.tasks or set(self.tasks) - set(TASKS):
             raise ValueError(f"ModelConfig.tasks must be a non-empty subset of {TASKS}, got {self.tasks!r}")
-        if "matching" in self.tasks:
-            if "retrieval" not in self.tasks:
-                raise ValueError('The "matching" task re-ranks retrieval: ModelConfig.tasks needs "retrieval" too.')
-            if self.text_embedding != "tokens" or self.spatial_cells == 1:
-                raise ValueError('The "matching" task needs text_embedding="tokens" and spatial_cells > 1.')
         if self.spatial_cells is not None and self.spatial_cells < 1:
             raise ValueError(f"spatial_cells must be >= 1, got {self.spatial_cells}")
         if self.video_embedding == "slots" and self.spatial_cells == 1:
@@ -111,6 +101,8 @@ class ModelConfig:
         written_by = data.pop("kmm_version", "0.1")  # 0.1 did not record its version
         data["labels"] = tuple(data.get("labels", ()))
         data["tasks"] = tuple(data.get("tasks", cls.tasks))
+        if "matching" in data["tasks"]:
+            raise ValueError(_unbuildable(source, written_by, f"the matching task: {REMOVED_MATCHING}", "1393e9d"))
         removed = {name: data.pop(name) for name in REMOVED_FIELDS if name in data}
         fields = {field.name for field in dataclasses.fields(cls)}
         missing = sorted(fields - set(data) - {"spatial_cells"})
@@ -127,14 +119,18 @@ class ModelConfig:
 
 
 # Fields removed in kmm 0.2.0, and why. A saved config may still name them with the value
-# the model now always has, or where they did not change the model.
+# the model now always has, or where they did not change the model. The matching task's
+# fields (`matching_weight`, `matching_slots`, `rerank_top_k`) changed nothing without it.
 REMOVED_FIELDS = {
     "frame_cell_dim": "LSTM/GRU frame tokens always come from 16 values a cell; from the whole feature map "
     "(frame_cell_dim=0) was slower and no better (BENCHMARKS.md)",
     "motion_features": "tokens always carry their frame-to-frame difference",
     "cell_positions": "cell positions are on exactly when the grid of cells is square",
+    "matching_weight": "",
+    "matching_slots": "",
+    "rerank_top_k": "",
 }
-LAST_COMMIT_WITH_REMOVED_FIELDS = "d4f8e7f"
+REMOVED_MATCHING = "its head re-ranked retrieval worse than the dual encoder alone (BENCHMARKS.md)"
 
 
 def _value_now(config, name):
@@ -147,15 +143,16 @@ def _removed_field_matters(config, name):
         "frame_cell_dim": frames_from_cells,
         "motion_features": config.temporal not in ("mean", "max") and not frames_from_cells,
         "cell_positions": config.video_embedding == "slots" or config.fusion == "text_guided",
-    }[name]
+    }.get(name, False)
 
 
-def _unbuildable(source, written_by, why):
+def _unbuildable(source, written_by, why, commit="d4f8e7f"):
+    """The error for a saved config this version does not build; `commit`: the last that builds it."""
     from kmm import __version__
 
     return (
         f"{source} was written by kmm {written_by}, with a model kmm {__version__} does not build ({why}). "
-        f"Retrain it, or load it with kmm at commit {LAST_COMMIT_WITH_REMOVED_FIELDS}."
+        f"Retrain it, or load it with kmm at commit {commit}."
     )
 
 

@@ -1,5 +1,4 @@
-"""The heads that score a (video, text) pair: the classification head (fusion, seed 3.2)
-and the matching head that re-ranks retrieval, each a functional sub-model."""
+"""The classification head: video and text fused (seed 3.2), a functional sub-model."""
 
 import keras
 
@@ -11,13 +10,9 @@ from kmm.layers import (
     RecurrentTemporal,
     TextGuidedPooling,
 )
-from kmm.layers.matching import TokenGuidedPooling
-from kmm.layers.slots import Tracks
 from kmm.layers.summary import FrameAttention, MaskedMean
-from kmm.models.towers import caption_tokens_in_context, token_frames, uses_video_pooled
-from kmm.specs import CAPTION_PADDING_MASK, CAPTION_TOKENS, FRAME_ATTENTION, LOGITS, VIDEO_CELLS, VIDEO_POOLED
-
-MATCHING_LOGIT = "matching_logit"
+from kmm.models.towers import token_frames, uses_video_pooled
+from kmm.specs import FRAME_ATTENTION, LOGITS, VIDEO_CELLS, VIDEO_POOLED
 
 
 def build_classification_head(config, text_dim):
@@ -79,34 +74,3 @@ def build_classification_head(config, text_dim):
     hidden = keras.layers.Dropout(config.dropout)(hidden)
     logits = keras.layers.Dense(len(config.labels), name="classifier")(hidden)
     return keras.Model(inputs, {LOGITS: logits, FRAME_ATTENTION: attention}, name="classification_head")
-
-
-def build_matching_head(config, text_dim):
-    """(video cells, caption tokens) -> `matching_logit (b,)`: does the caption describe the clip?
-
-    The caption tokens, in context (one Transformer block), are read by
-    `config.matching_slots` learned queries (`AttentionPooling`, one per clause ideally); each slot
-    finds its object in every frame (`TokenGuidedPooling`: the cells it attends to, and
-    where they are), an LSTM follows that track over time, each slot's track is compared
-    with the slot, and attention pooling over the slots gives one score. Costlier than a
-    dot product of embeddings, so it only re-ranks retrieval's top `config.rerank_top_k`.
-    """
-    cells = keras.Input((config.feature_steps * config.spatial_cells, config.dim), name=VIDEO_CELLS)
-    tokens = keras.Input((None, text_dim), name=CAPTION_TOKENS)
-    mask = keras.Input((None,), dtype="bool", name=CAPTION_PADDING_MASK)
-    text = caption_tokens_in_context(tokens, mask, config, "matching")
-    # A few learned queries read the caption's clauses ("a red circle moves left"); each
-    # finds its object in every frame, and an LSTM follows that track over time.
-    clauses = AttentionPooling(config.num_heads, config.matching_slots, name="caption_clauses")(text, padding_mask=mask)
-    tracks = TokenGuidedPooling(config.feature_steps, config.spatial_cells, name="clause_guided_pooling")(
-        cells, clauses
-    )
-    tracks = Tracks(config.dim, name="clause_tracks")(tracks)  # (b, slots, dim)
-    x = keras.layers.Concatenate(name="track_and_clause")([tracks, clauses])
-    x = keras.layers.Dense(config.dim, activation="gelu", name="matching_hidden")(x)
-    x = keras.layers.Dropout(config.dropout)(x)
-    x = AttentionPooling(config.num_heads, name="matching_attention_pooling")(x)
-    x = keras.layers.Dense(config.dim, activation="gelu", name="matching_score_hidden")(x)
-    logit = keras.layers.Reshape((), name=MATCHING_LOGIT)(keras.layers.Dense(1, name="matching_score")(x))
-    inputs = {VIDEO_CELLS: cells, CAPTION_TOKENS: tokens, CAPTION_PADDING_MASK: mask}
-    return keras.Model(inputs, logit, name="matching_head")

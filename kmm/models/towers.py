@@ -145,8 +145,8 @@ def uses_video_pooled(config):
 
 
 def uses_video_cells(config):
-    """Whether a head takes the video tower's cell tokens (text-guided fusion, pair matching)."""
-    return config.fusion == "text_guided" or "matching" in config.tasks
+    """Whether the classification head takes the video tower's cell tokens (text-guided fusion)."""
+    return config.fusion == "text_guided"
 
 
 def _cell_tokens(features, config, feature_dim):
@@ -189,16 +189,6 @@ def text_tower_inputs(config, text_dim):
     }
 
 
-def caption_tokens_in_context(tokens, mask, config, prefix):
-    """Caption tokens -> `(b, l, dim)`: projected, normalized, then one Transformer block.
-    Layers are named `<prefix>_token_projection`, `<prefix>_token_norm`, `<prefix>_transformer`."""
-    x = keras.layers.Dense(config.dim, name=f"{prefix}_token_projection")(tokens)
-    x = keras.layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}_token_norm")(x)
-    return TemporalTransformer(
-        1, config.num_heads, max_length=config.max_caption_tokens, dropout=config.dropout, name=f"{prefix}_transformer"
-    )(x, padding_mask=mask)
-
-
 def build_text_tower(config, text_dim):
     """Caption -> `text_embedding (b, dim)` (unit norm), for retrieval.
 
@@ -213,7 +203,12 @@ def build_text_tower(config, text_dim):
         x = keras.layers.Dropout(config.dropout)(x)
     else:
         mask = inputs[CAPTION_PADDING_MASK]
-        x = caption_tokens_in_context(inputs[CAPTION_TOKENS], mask, config, "caption")
+        x = keras.layers.Dense(config.dim, name="caption_token_projection")(inputs[CAPTION_TOKENS])
+        x = keras.layers.LayerNormalization(epsilon=1e-6, name="caption_token_norm")(x)
+        context = TemporalTransformer(
+            1, config.num_heads, config.max_caption_tokens, config.dropout, name="caption_transformer"
+        )
+        x = context(x, padding_mask=mask)
         x = AttentionPooling(config.num_heads, name="caption_attention_pooling")(x, padding_mask=mask)
     x = keras.layers.Dense(config.dim, name="text_embedding_projection")(x)
     return keras.Model(inputs, L2Normalize(name="text_embedding_norm")(x), name="text_tower")

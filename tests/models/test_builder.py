@@ -152,6 +152,7 @@ def test_slots_need_spatial_features_and_old_configs_load_or_name_their_version(
     # kmm 0.1 configs: no version, and the fields 0.2.0 removed, at the values it now always has.
     old = {k: v for k, v in saved.items() if k != "kmm_version"}
     old.update(frame_cell_dim=16, motion_features=True, cell_positions=True)
+    old.update(matching_weight=1.0, matching_slots=4, rerank_top_k=10)  # the matching task's, off
     assert ModelConfig.from_json(json.dumps(old)) == PRESETS["tiny"]
     # A field that did not change this model (frame tokens do not come from cells with a
     # transformer) loads with any value.
@@ -166,6 +167,8 @@ def test_slots_need_spatial_features_and_old_configs_load_or_name_their_version(
     ):  # fmt: skip
         with pytest.raises(ValueError, match=rf"run/config.json was written by kmm 0.1, .*\({why}.*commit d4f8e7f"):
             ModelConfig.from_json(json.dumps(dict(old, **change)), source="run/config.json")
+    with pytest.raises(ValueError, match=r"\(the matching task: its head re-ranked .*commit 1393e9d"):
+        ModelConfig.from_json(json.dumps(dict(old, tasks=["classification", "retrieval", "matching"])))
     with pytest.raises(ValueError, match=r"written by kmm 0.1, .*predates ModelConfig.text_embedding, video_embedding"):
         ModelConfig.from_json(json.dumps({k: v for k, v in old.items() if not k.endswith("_embedding")}))
     with pytest.raises(ValueError, match=r"unknown ModelConfig field\(s\) \['colour'\]"):
@@ -241,27 +244,6 @@ def test_end_to_end_models_share_the_trained_parts(tiny_encoders, tmp_path):
     reloaded = keras.models.load_model(tmp_path / "classifier.keras")
     np.testing.assert_allclose(reloaded({specs.FRAMES: frames, specs.TEXT: text})["probabilities"],
                                out["probabilities"], atol=1e-5)  # fmt: skip
-
-
-def test_matching_task_scores_positive_and_hard_negative_pairs():
-    config = PRESETS["tiny"].replace(labels=LABELS, tasks=("classification", "retrieval", "matching"))
-    parts = build_parts(config, FEATURE_DIM, TEXT_DIM)
-    out = build_feature_model(parts, FEATURE_DIM, TEXT_DIM)(_for(config, _inputs()))
-    assert out["matching"].shape == (12,)  # 4 positives, 4 (negative video, caption), 4 (video, negative caption)
-    assert np.isfinite(out["matching"].numpy()).all()
-    x = _inputs()
-    single = parts.matcher(
-        {
-            "video_cells": np.asarray(parts.video_tower(x["video_features"])["video_cells"][:1]),
-            "caption_tokens": x["caption_tokens"][:1],
-            "caption_padding_mask": x["caption_padding_mask"][:1],
-        }
-    )
-    np.testing.assert_allclose(single, out["matching"][:1], atol=1e-4)  # the positive pair, scored alone
-    with pytest.raises(ValueError, match='needs "retrieval" too'):
-        ModelConfig(tasks=("classification", "matching"))
-    with pytest.raises(ValueError, match='needs text_embedding="tokens"'):
-        ModelConfig(tasks=("retrieval", "matching"), text_embedding="pooled")
 
 
 def test_spatial_cells_is_derived_from_the_encoder_and_a_wrong_count_is_refused(tiny_encoders):

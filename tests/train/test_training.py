@@ -103,24 +103,6 @@ def test_staged_training_writes_a_reloadable_run(tiny_setup, tmp_path):
     assert grouped["R@1"] >= results["test"]["retrieval"]["text_to_video"]["R@1"]
 
 
-def test_matching_head_trains_and_reranks_the_top_k(tiny_setup, tmp_path):
-    from kmm.eval.evaluate import evaluate_split
-
-    _, _, config, arrays = tiny_setup
-    config = config.replace(tasks=("classification", "retrieval", "matching"), rerank_top_k=3)
-    parts, history = train_on_features(
-        config, arrays["train"], arrays["val"], TrainConfig(epochs=2, batch_size=8), tmp_path, verbose=0
-    )
-    assert np.isfinite(history.history["matching_loss"]).all()
-    result = evaluate_split(load_run(tmp_path), arrays["test"])
-    dual, reranked = result["retrieval"], result["retrieval_reranked"]
-    assert reranked["top_k"] == 3
-    for direction in ("text_to_video", "video_to_text"):
-        # Re-ordering within the top 3 cannot move anything into or out of it, nor below it.
-        assert reranked[direction]["R@5"] == dual[direction]["R@5"]
-        assert reranked[direction]["n"] == dual[direction]["n"] == len(arrays["test"]["label_id"])
-
-
 def test_stage2_fine_tunes_the_encoders(tiny_setup, tmp_path):
     _, manifest, config, arrays = tiny_setup
     parts, _ = train_on_features(
@@ -171,30 +153,6 @@ def test_joint_and_staged_training_from_a_shard_folder(tiny_setup, tmp_path):
         assert names == dict(zip(theirs["row"].tolist(), np.array(config.labels)[theirs["label_id"]], strict=True))
     results = evaluate_saved_run(staged_dir)
     assert {"val", "test", "compositional"} <= set(results)
-
-
-def test_quickstart_cli_tiny_ends_with_a_serving_export(tiny_encoders, real_encoders, tmp_path, capsys):
-    from kmm.cli import main
-    from kmm.serving.client import LocalClient
-
-    export_dir = tmp_path / "saved_models"
-    assert main(["quickstart", "--size", "tiny", "--model", "tiny", "--epochs", "1", "--batch-size", "8",
-                 "--run-dir", str(tmp_path / "qs"), "--export-dir", str(export_dir)]) == 0  # fmt: skip
-    out = capsys.readouterr().out
-    assert "| compositional |" in out and "Wall time" in out and "TF Serving export" in out
-    assert (tmp_path / "qs" / "eval" / "metrics.md").exists()
-    assert (tmp_path / "qs" / "towers" / "text_tower" / "saved_model.pb").exists()
-    client = LocalClient(export_dir / "kmm")
-    meta = client.metadata()
-    assert client.path.name == "1" and len(meta["labels"]) == 8 and "test" in meta["metrics"]
-    assert meta["gallery"]["size"] > 0 and set(client.signatures()) >= {"serving_default", "search"}
-    frames = np.zeros((1, 4, 32, 32, 3), np.uint8)
-    probabilities = client.classify(frames, ["the red circle"])["probabilities"]
-    assert probabilities.shape == (1, 8) and abs(float(np.sum(probabilities)) - 1) < 1e-5
-    # The main job also leaves the pretrained model for real videos next to it.
-    kinetics = LocalClient(export_dir / "kinetics")
-    assert kinetics.metadata()["kind"] == "pretrained" and len(kinetics.metadata()["labels"]) == 400
-    assert "Pretrained Kinetics model" in out
 
 
 @pytest.mark.parametrize("tasks, monitor", [(("classification",), "val_acc"), (("retrieval",), "val_t2v_r1")])
