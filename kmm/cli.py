@@ -321,7 +321,7 @@ def build_parser():
     synth.add_argument("--workers", type=int, default=2, help="Threads writing clips (default: 2).")
     synth.add_argument(
         "--real-backgrounds", type=float, metavar="F",
-        help="Fraction of train and val clips drawn over real imagery (default 0; the test_real split always is).",
+        help="Fraction of train and val clips drawn over real imagery (default 0.5; the test_real split always is).",
     )  # fmt: skip
     synth.add_argument("--force", action="store_true", help="Regenerate even if a matching build exists.")
     synth.set_defaults(func=_cmd_data_synth)

@@ -74,9 +74,9 @@ def test_data_synth_with_real_backgrounds(tmp_path, capsys):
     import json
 
     out = tmp_path / "shapes"
-    assert main(["data", "synth", "--size", "tiny", "--out", str(out), "--real-backgrounds", "0.5"]) == 0
+    assert main(["data", "synth", "--size", "tiny", "--out", str(out), "--real-backgrounds", "0.25"]) == 0
     info = json.loads((out / "kmm-shapes.json").read_text())
-    assert info["config"]["real_backgrounds"] == 0.5 and info["counts"]["test_real"] == 8
+    assert info["config"]["real_backgrounds"] == 0.25 and info["counts"]["test_real"] == 8
     assert "'test_real': 8" in capsys.readouterr().out
     assert main(["data", "synth", "--size", "tiny", "--out", str(out), "--real-backgrounds", "2"]) == 2
     assert "--real-backgrounds must be a fraction" in capsys.readouterr().err

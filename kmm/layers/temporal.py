@@ -49,14 +49,26 @@ class TemporalPooling(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="kmm")
 class TemporalDifference(keras.layers.Layer):
-    """Appends each token's change since the previous frame (TSN-style RGB-diff, on features).
+    """Appends to each token its change since the previous frame and its difference from
+    the clip's mean at its place.
 
-    `(batch, frames * cells, dim)` (frame-major) -> `(batch, frames * cells, 2 * dim)`; the
-    first frame's difference is zero. Motion is what separates most actions, and a
-    difference is far easier to learn from than to discover with attention.
+    `(batch, frames * cells, dim)` (frame-major) -> `(batch, frames * cells, 3 * dim)`:
+    `[x, x - x_previous_frame, x - mean_over_frames(x)]`, the first frame's change being zero.
+    The change is motion (TSN-style RGB-diff, on features): what separates most actions, and
+    far easier to learn from than to discover with attention. The difference from the mean
+    is background subtraction on features: a still background cancels out of it and what
+    moves over the background stands out, so a model need not learn every background it
+    may be shown.
 
     Args:
         cells: int. Tokens per frame. Defaults to `1`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.array([[[1.0], [3.0], [8.0]]])  # one cell, three frames
+    >>> TemporalDifference()(x).numpy()[0].tolist()  # x, change, x - mean (4)
+    [[1.0, 0.0, -3.0], [3.0, 2.0, -1.0], [8.0, 5.0, 4.0]]
     """
 
     def __init__(self, cells=1, **kwargs):
@@ -65,10 +77,12 @@ class TemporalDifference(keras.layers.Layer):
 
     def call(self, x):
         previous = ops.concatenate([x[:, : self.cells], x[:, : -self.cells]], axis=1)
-        return ops.concatenate([x, x - previous], axis=-1)
+        grid = ops.reshape(x, (ops.shape(x)[0], -1, self.cells, ops.shape(x)[-1]))  # (b, t, cells, d)
+        from_mean = ops.reshape(grid - ops.mean(grid, axis=1, keepdims=True), ops.shape(x))
+        return ops.concatenate([x, x - previous, from_mean], axis=-1)
 
     def compute_output_shape(self, x_shape):
-        return (*x_shape[:-1], 2 * x_shape[-1])
+        return (*x_shape[:-1], 3 * x_shape[-1])
 
     def get_config(self):
         return {**super().get_config(), "cells": self.cells}

@@ -16,7 +16,7 @@ class ModelConfig:
     """Everything needed to rebuild a kmm model.
 
     Defaults train on CPU in minutes: EfficientNet-Lite0's stride-16 feature maps at 128 px
-    (8x8 cells of where things are), MiniLM text, 8 frames, width 128.
+    (8x8 cells of where things are), MiniLM text, 8 frames, width 192.
     """
 
     frame_encoder: str = "kmm://efficientnet-lite0@128"
@@ -32,7 +32,7 @@ class ModelConfig:
     # built (`kmm.models.builder.with_encoder_grid`), which also refuses a value set by hand
     # that the encoder does not give (one that divides the feature width would reshape silently).
     spatial_cells: int | None = None
-    dim: int = 128
+    dim: int = 192
     temporal: str = "lstm"  # Choose from ['mean', 'max', 'lstm', 'gru', 'transformer']
     temporal_layers: int = 2
     fusion: str = "text_guided"  # Choose from ['none', 'concat', 'cross_attention', 'co_attention', 'text_guided']
@@ -115,6 +115,9 @@ class ModelConfig:
         for name, value in removed.items():
             if _removed_field_matters(config, name) and value != _value_now(config, name):
                 raise ValueError(_unbuildable(source, written_by, f"{name}={value!r}: {REMOVED_FIELDS[name]}"))
+        if _version(written_by) < (0, 3) and _has_token_differences(config):
+            why = "its video tokens lack their difference from the clip's mean, added in kmm 0.3.0"
+            raise ValueError(_unbuildable(source, written_by, why, "85f2172" if written_by == "0.2.0" else "d4f8e7f"))
         return config
 
 
@@ -144,6 +147,16 @@ def _removed_field_matters(config, name):
         "motion_features": config.temporal not in ("mean", "max") and not frames_from_cells,
         "cell_positions": config.video_embedding == "slots" or config.fusion == "text_guided",
     }.get(name, False)
+
+
+def _version(text):
+    return tuple(int(part) for part in text.split("."))
+
+
+def _has_token_differences(config):
+    """Whether the video tower runs `TemporalDifference` (see `kmm.models.towers`)."""
+    slots = config.video_embedding == "slots" and "retrieval" in config.tasks
+    return config.temporal not in ("mean", "max") or config.fusion == "text_guided" or slots
 
 
 def _unbuildable(source, written_by, why, commit="d4f8e7f"):

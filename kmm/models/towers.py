@@ -50,7 +50,8 @@ def build_video_tower(config, feature_dim):
 
     `video_embedding` (retrieval): `temporal` projects the temporal model's pooled vector;
     `slots` lets `config.slots` learned queries pick objects out of each frame's cell tokens
-    (projected cell features with their frame-to-frame differences, shared with
+    (projected cell features with their change since the previous frame and their difference
+    from the clip's mean, shared with
     `text_guided` fusion), runs an LSTM along each slot's frames and projects all the tracks
     together, so "a red circle moves left and a blue star spins" is not blurred into one
     whole-frame vector.
@@ -133,7 +134,7 @@ def _feature_tokens(features, config, feature_dim, cells):
         x = keras.layers.Reshape((config.feature_steps * cells, feature_dim // cells), name="cells")(x)
     x = _feature_norm("feature_norm")(x)
     if config.temporal not in ("mean", "max"):
-        x = TemporalDifference(cells, name="motion")(x)  # (b, t * cells, 2 * c)
+        x = TemporalDifference(cells, name="motion")(x)  # (b, t * cells, 3 * c)
     x = keras.layers.Dense(config.dim, name="cell_projection" if cells > 1 else "frame_projection")(x)
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="token_norm")(x)
     return keras.layers.Dropout(config.dropout)(x)
@@ -150,7 +151,8 @@ def uses_video_cells(config):
 
 
 def _cell_tokens(features, config, feature_dim):
-    """Per-cell tokens `(b, t * cells, dim)` with frame differences, for text-guided pooling."""
+    """Per-cell tokens `(b, t * cells, dim)` with their differences (`TemporalDifference`), for
+    text-guided pooling, the slots and the frame tokens."""
     cells = config.spatial_cells
     x = keras.layers.Reshape((config.feature_steps * cells, feature_dim // cells), name="guided_cells")(features)
     x = _feature_norm("guided_feature_norm")(x)

@@ -102,7 +102,7 @@ def test_real_backgrounds_change_only_the_background():
     from kmm.data.synth import backgrounds
 
     config = dataclasses.replace(generate.PRESETS["default"], real_backgrounds=0.3)
-    synthetic = generate.PRESETS["default"]
+    synthetic = dataclasses.replace(generate.PRESETS["default"], real_backgrounds=0.0)
     held_out = generate.held_out_triples(config)
     kinds = collections.Counter()
     for i in range(200):

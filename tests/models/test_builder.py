@@ -153,12 +153,17 @@ def test_slots_need_spatial_features_and_old_configs_load_or_name_their_version(
     old = {k: v for k, v in saved.items() if k != "kmm_version"}
     old.update(frame_cell_dim=16, motion_features=True, cell_positions=True)
     old.update(matching_weight=1.0, matching_slots=4, rerank_top_k=10)  # the matching task's, off
-    assert ModelConfig.from_json(json.dumps(old)) == PRESETS["tiny"]
+    # Before 0.3.0 video tokens had no difference from the clip's mean: such a model is refused...
+    for version, commit in (("0.1", "d4f8e7f"), ("0.2.0", "85f2172")):
+        with pytest.raises(ValueError, match=rf"kmm {version}, .*difference from the clip's mean.*commit {commit}"):
+            ModelConfig.from_json(json.dumps(dict(old, kmm_version=version)))
+    # ... and one without token differences (no RNN, transformer, text-guided fusion or slots) loads.
+    plain = dict(temporal="mean", fusion="concat", video_embedding="temporal")
+    assert ModelConfig.from_json(json.dumps(dict(old, **plain))) == PRESETS["tiny"].replace(**plain)
     # A field that did not change this model (frame tokens do not come from cells with a
     # transformer) loads with any value.
-    assert (
-        ModelConfig.from_json(json.dumps(dict(old, temporal="transformer", frame_cell_dim=0))).temporal == "transformer"
-    )
+    transformer = dict(old, temporal="transformer", frame_cell_dim=0, kmm_version=kmm.__version__)
+    assert ModelConfig.from_json(json.dumps(transformer)).temporal == "transformer"
     for change, why in (
         ({"frame_cell_dim": 0}, r"frame_cell_dim=0: LSTM/GRU frame tokens always come from 16 values"),
         ({"cell_positions": False}, r"cell_positions=False"),

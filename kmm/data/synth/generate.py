@@ -42,7 +42,7 @@ class SynthConfig:
     held_out_fraction: float = 0.1
     # Fraction of train and val clips drawn over real imagery (the `train` pool) instead of
     # flat, gradient, noise or checkerboard backgrounds. Test and compositional stay synthetic.
-    real_backgrounds: float = 0.0
+    real_backgrounds: float = 0.5
     seed: int = 0
 
     def count(self, split):
