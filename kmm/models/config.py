@@ -16,7 +16,7 @@ class ModelConfig:
     """Everything needed to rebuild a kmm model.
 
     Defaults train on CPU in minutes: EfficientNet-Lite0's stride-16 feature maps at 128 px
-    (8x8 cells of where things are), MiniLM text, 8 frames, width 192.
+    (8x8 cells of where things are), MiniLM text, 8 frames, width 128.
     """
 
     frame_encoder: str = "kmm://efficientnet-lite0@128"
@@ -32,7 +32,7 @@ class ModelConfig:
     # built (`kmm.models.builder.with_encoder_grid`), which also refuses a value set by hand
     # that the encoder does not give (one that divides the feature width would reshape silently).
     spatial_cells: int | None = None
-    dim: int = 192
+    dim: int = 128
     temporal: str = "lstm"  # Choose from ['mean', 'max', 'lstm', 'gru', 'transformer']
     temporal_layers: int = 2
     fusion: str = "text_guided"  # Choose from ['none', 'concat', 'cross_attention', 'co_attention', 'text_guided']
