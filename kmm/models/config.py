@@ -95,78 +95,28 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text, source="config.json"):
-        """The config `to_json` wrote. One from an older kmm loads when it describes a model
-        this version builds; otherwise a `ValueError` names the version that wrote it."""
+        """The config `to_json` wrote. One written by a kmm whose models this version no longer
+        builds (`LAST_COMMIT_BUILDING`) is a `ValueError` naming that version and the commit
+        that still builds it."""
         data = json.loads(text)
         written_by = data.pop("kmm_version", "0.1")  # 0.1 did not record its version
+        if written_by in LAST_COMMIT_BUILDING:
+            raise ValueError(
+                f"{source} was written by kmm {written_by}; kmm 0.3.0 changed the model (video tokens also carry "
+                "their difference from the clip's mean; fields and the matching task of earlier versions are gone). "
+                f"Retrain it, or load it with kmm at commit {LAST_COMMIT_BUILDING[written_by]}."
+            )
         data["labels"] = tuple(data.get("labels", ()))
         data["tasks"] = tuple(data.get("tasks", cls.tasks))
-        if "matching" in data["tasks"]:
-            raise ValueError(_unbuildable(source, written_by, f"the matching task: {REMOVED_MATCHING}", "1393e9d"))
-        removed = {name: data.pop(name) for name in REMOVED_FIELDS if name in data}
         fields = {field.name for field in dataclasses.fields(cls)}
-        missing = sorted(fields - set(data) - {"spatial_cells"})
-        if missing:
-            raise ValueError(_unbuildable(source, written_by, f"it predates ModelConfig.{', '.join(missing)}"))
         if set(data) - fields:
             raise ValueError(f"{source}: unknown ModelConfig field(s) {sorted(set(data) - fields)} "
                              f"(written by kmm {written_by})")  # fmt: skip
-        config = cls(**data)
-        for name, value in removed.items():
-            if _removed_field_matters(config, name) and value != _value_now(config, name):
-                raise ValueError(_unbuildable(source, written_by, f"{name}={value!r}: {REMOVED_FIELDS[name]}"))
-        if _version(written_by) < (0, 3) and _has_token_differences(config):
-            why = "its video tokens lack their difference from the clip's mean, added in kmm 0.3.0"
-            raise ValueError(_unbuildable(source, written_by, why, "85f2172" if written_by == "0.2.0" else "d4f8e7f"))
-        return config
+        return cls(**data)
 
 
-# Fields removed in kmm 0.2.0, and why. A saved config may still name them with the value
-# the model now always has, or where they did not change the model. The matching task's
-# fields (`matching_weight`, `matching_slots`, `rerank_top_k`) changed nothing without it.
-REMOVED_FIELDS = {
-    "frame_cell_dim": "LSTM/GRU frame tokens always come from 16 values a cell; from the whole feature map "
-    "(frame_cell_dim=0) was slower and no better (BENCHMARKS.md)",
-    "motion_features": "tokens always carry their frame-to-frame difference",
-    "cell_positions": "cell positions are on exactly when the grid of cells is square",
-    "matching_weight": "",
-    "matching_slots": "",
-    "rerank_top_k": "",
-}
-REMOVED_MATCHING = "its head re-ranked retrieval worse than the dual encoder alone (BENCHMARKS.md)"
-
-
-def _value_now(config, name):
-    return {"frame_cell_dim": 16, "motion_features": True, "cell_positions": config.cell_positions}[name]
-
-
-def _removed_field_matters(config, name):
-    frames_from_cells = config.temporal in ("lstm", "gru") and (config.spatial_cells or 0) > 1
-    return {
-        "frame_cell_dim": frames_from_cells,
-        "motion_features": config.temporal not in ("mean", "max") and not frames_from_cells,
-        "cell_positions": config.video_embedding == "slots" or config.fusion == "text_guided",
-    }.get(name, False)
-
-
-def _version(text):
-    return tuple(int(part) for part in text.split("."))
-
-
-def _has_token_differences(config):
-    """Whether the video tower runs `TemporalDifference` (see `kmm.models.towers`)."""
-    slots = config.video_embedding == "slots" and "retrieval" in config.tasks
-    return config.temporal not in ("mean", "max") or config.fusion == "text_guided" or slots
-
-
-def _unbuildable(source, written_by, why, commit="d4f8e7f"):
-    """The error for a saved config this version does not build; `commit`: the last that builds it."""
-    from kmm import __version__
-
-    return (
-        f"{source} was written by kmm {written_by}, with a model kmm {__version__} does not build ({why}). "
-        f"Retrain it, or load it with kmm at commit {commit}."
-    )
+# Versions whose saved models this one does not build, and the last commit that does.
+LAST_COMMIT_BUILDING = {"0.1": "d4f8e7f", "0.2.0": "1393e9d"}
 
 
 PRESETS = {
