@@ -59,7 +59,6 @@ EFFICIENTNET_LITE0 = "efficientnet-lite0"
 TINY_TEXT = "tiny-text"
 TINY_FRAMES = "tiny-frames"
 I3D_KINETICS_400 = "i3d-kinetics-400"
-BUILTIN_ENCODERS = (MINILM_L6, EFFICIENTNET_LITE0, I3D_KINETICS_400, TINY_TEXT, TINY_FRAMES)
 
 # === Manifest columns (CSV header / JSONL keys) ===
 VIDEO = "video"  # path, relative to the manifest or absolute

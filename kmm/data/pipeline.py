@@ -41,9 +41,6 @@ class DataConfig:
     video_root: str | None = None  # videos must be inside it (default: the manifest's folder); see read_manifest
 
 
-TINY = DataConfig(num_frames=4, frame_size=32, batch_size=4)
-
-
 def probe_rows(rows, report, strict=False, workers=4):
     """Probes every row's video; returns `[(row, VideoInfo)]` for the usable ones."""
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:

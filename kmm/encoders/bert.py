@@ -7,7 +7,6 @@ Hugging Face `BertModel` layout reproduces the reference outputs (max |diff| ~1e
 import dataclasses
 
 import keras
-import numpy as np
 from keras import ops
 
 from kmm import specs
@@ -142,54 +141,3 @@ def load_hf_bert_weights(model, tensors, config):
         model.get_layer(f"layer_{i}_output_norm").set_weights(
             [t(p + "output.LayerNorm.weight"), t(p + "output.LayerNorm.bias")]
         )
-
-
-def masked_mean(sequence, padding_mask):
-    """Mean over real tokens: `(batch, tokens, dim)` -> `(batch, dim)`; all-padding rows give 0."""
-    weights = ops.cast(padding_mask, sequence.dtype)[..., None]  # (batch, tokens, 1)
-    total = ops.sum(sequence * weights, axis=1)
-    count = ops.maximum(ops.sum(weights, axis=1), 1e-9)
-    return total / count
-
-
-def numpy_bert_reference(tensors, input_ids, config=BertConfig()):
-    """A plain-numpy BertModel forward pass for one unpadded sequence (test reference).
-
-    Written straight from the Hugging Face `BertModel` equations, independent of Keras.
-    """
-    from math import erf, sqrt
-
-    gelu = np.vectorize(lambda v: 0.5 * v * (1.0 + erf(v / sqrt(2.0))))
-
-    def norm(x, prefix):
-        mu = x.mean(-1, keepdims=True)
-        var = x.var(-1, keepdims=True)
-        return (x - mu) / np.sqrt(var + config.layer_norm_epsilon) * tensors[prefix + ".weight"] + tensors[
-            prefix + ".bias"
-        ]
-
-    def lin(x, prefix):
-        return x @ tensors[prefix + ".weight"].T + tensors[prefix + ".bias"]
-
-    ids = np.asarray(input_ids)
-    n = len(ids)
-    x = (
-        tensors["embeddings.word_embeddings.weight"][ids]
-        + tensors["embeddings.position_embeddings.weight"][:n]
-        + tensors["embeddings.token_type_embeddings.weight"][0]
-    )
-    x = norm(x.astype(np.float64), "embeddings.LayerNorm")
-    heads, d = config.num_heads, config.hidden_size // config.num_heads
-    for i in range(config.num_layers):
-        p = f"encoder.layer.{i}."
-        q, k, v = (
-            lin(x, p + "attention.self." + s).reshape(n, heads, d).transpose(1, 0, 2) for s in ("query", "key", "value")
-        )
-        scores = q @ k.transpose(0, 2, 1) / np.sqrt(d)
-        scores = np.exp(scores - scores.max(-1, keepdims=True))
-        scores /= scores.sum(-1, keepdims=True)
-        ctx = (scores @ v).transpose(1, 0, 2).reshape(n, config.hidden_size)
-        x = norm(x + lin(ctx, p + "attention.output.dense"), p + "attention.output.LayerNorm")
-        h = lin(gelu(lin(x, p + "intermediate.dense")), p + "output.dense")
-        x = norm(x + h, p + "output.LayerNorm")
-    return x

@@ -10,9 +10,9 @@ Exported interface (all in-graph, tensorflow-text ops only):
 import tensorflow as tf
 
 from kmm import specs
-from kmm.encoders.bert import masked_mean
 from kmm.encoders.reusable_savedmodel import save_reusable_savedmodel
 from kmm.encoders.wordpiece import WordPieceTokenizer
+from kmm.layers.masks import masked_mean
 
 TEXT_SPEC = tf.TensorSpec([None], tf.string, name=specs.TEXT)
 

@@ -7,9 +7,10 @@ import pytest
 import tensorflow as tf
 
 from kmm import specs
-from kmm.encoders.bert import BertConfig, build_bert, load_hf_bert_weights, numpy_bert_reference
+from kmm.encoders.bert import BertConfig, build_bert, load_hf_bert_weights
 from kmm.encoders.builtin import package_dir
 from kmm.weights import read_safetensors
+from tests.encoders.bert_reference import numpy_bert_reference
 
 REFERENCE = np.load(Path(__file__).parents[1] / "fixtures" / "minilm_reference.npz")
 pytestmark = pytest.mark.slow
