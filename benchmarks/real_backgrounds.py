@@ -8,7 +8,8 @@ prints action / referring accuracy and text->video R@1 / R@10 per split. F = 0 i
 quickstart itself.
 
 Run: .venv/bin/python benchmarks/real_backgrounds.py --fraction 0.5 [--epochs 22] [--work DIR]
-[--set slots=12 ...] (`--set`: `ModelConfig` fields, JSON values; results in
+[--set slots=12 ...] [--train batch_size=128 ...] (`--set`: `ModelConfig` fields, `--train`:
+`TrainConfig` fields, JSON values; results in
 `benchmarks/results/real_backgrounds_<F>_e<epochs>[_<field><value>...].json` unless `--out`).
 """
 
@@ -30,17 +31,19 @@ def main():
     parser.add_argument("--epochs", type=int, default=QUICKSTART_TRAINING.epochs)
     parser.add_argument("--work", default="/tmp/kmm-real-backgrounds", help="data, features and runs go here")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="ModelConfig overrides")
+    parser.add_argument("--train", nargs="*", default=[], metavar="FIELD=VALUE", help="TrainConfig overrides")
     parser.add_argument("--out")
     args = parser.parse_args()
     work = Path(args.work)
-    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
-    name = f"{args.fraction:g}_e{args.epochs}" + "".join(f"_{k}{v}" for k, v in overrides.items())
+    overrides, training = ({k: json.loads(v) for k, v in (item.split("=", 1) for item in items)}
+                           for items in (args.set, args.train))  # fmt: skip
+    name = f"{args.fraction:g}_e{args.epochs}" + "".join(f"_{k}{v}" for k, v in {**overrides, **training}.items())
     out = Path(args.out or f"benchmarks/results/real_backgrounds_{name}.json")
     synth = dataclasses.replace(generate.PRESETS["default"], real_backgrounds=args.fraction)
     start = time.perf_counter()
     manifest = generate.generate(work / f"data-{args.fraction:g}", synth, progress=True)
     config = PRESETS["default"].replace(labels=tuple(generate.label_names()), **overrides)
-    train = dataclasses.replace(QUICKSTART_TRAINING, epochs=args.epochs)
+    train = dataclasses.replace(QUICKSTART_TRAINING, epochs=args.epochs, **training)
     _, _, _, results = train_and_evaluate(
         manifest, config, train, work / f"run-{name}", list(SPLITS),
         feature_dir=work / f"features-{args.fraction:g}", reverse_caption=vocab.reverse_caption,
@@ -56,7 +59,7 @@ def main():
             "t2v_R@10": round(t2v["R@10"], 1),
         }
         print(split, rows[split], flush=True)
-    result = {"fraction": args.fraction, "epochs": args.epochs, "model": overrides,
+    result = {"fraction": args.fraction, "epochs": args.epochs, "model": overrides, "train": training,
               "seconds": round(time.perf_counter() - start, 1), "splits": rows}  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

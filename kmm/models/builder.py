@@ -78,7 +78,11 @@ def _heads(parts, video, text_tokens, text_mask, caption):
     if parts.head is not None:
         head_inputs = {specs.TEXT_TOKENS: text_tokens, specs.TEXT_PADDING_MASK: text_mask}
         head_inputs.update(
-            {k: video[k] for k in (specs.VIDEO_TOKENS, VIDEO_POOLED, VIDEO_CELLS) if k in parts.head.input}
+            {
+                k: video[k]
+                for k in (specs.VIDEO_TOKENS, VIDEO_POOLED, VIDEO_CELLS, specs.VIDEO_EMBEDDING)
+                if k in parts.head.input
+            }
         )
         out = parts.head(head_inputs)
         outputs[LOGITS] = out[LOGITS]

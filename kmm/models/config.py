@@ -98,12 +98,15 @@ class ModelConfig:
         """The config `to_json` wrote. One written by a kmm whose models this version no longer
         builds (`LAST_COMMIT_BUILDING`) is a `ValueError` naming that version and the commit
         that still builds it."""
+        from kmm import __version__
+
         data = json.loads(text)
         written_by = data.pop("kmm_version", "0.1")  # 0.1 did not record its version
         if written_by in LAST_COMMIT_BUILDING:
             raise ValueError(
-                f"{source} was written by kmm {written_by}; kmm 0.3.0 changed the model (video tokens also carry "
-                "their difference from the clip's mean; fields and the matching task of earlier versions are gone). "
+                f"{source} was written by kmm {written_by}; kmm {__version__} builds another model (0.4.0: the "
+                "text-guided head also takes the video embedding; 0.3.0: video tokens carry their difference from "
+                "the clip's mean; fields and the matching task of 0.2.0 are gone). "
                 f"Retrain it, or load it with kmm at commit {LAST_COMMIT_BUILDING[written_by]}."
             )
         data["labels"] = tuple(data.get("labels", ()))
@@ -116,7 +119,7 @@ class ModelConfig:
 
 
 # Versions whose saved models this one does not build, and the last commit that does.
-LAST_COMMIT_BUILDING = {"0.1": "d4f8e7f", "0.2.0": "1393e9d"}
+LAST_COMMIT_BUILDING = {"0.1": "d4f8e7f", "0.2.0": "1393e9d", "0.3.0": "8d95c19"}
 
 
 PRESETS = {

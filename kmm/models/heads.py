@@ -21,8 +21,9 @@ def build_classification_head(config, text_dim):
     `fusion`: `none` (video only), `concat` (pooled video ++ pooled text, seed 3.2.1),
     `cross_attention` (video tokens attend to text tokens, seed 3.2.2), `co_attention`
     (both directions) or `text_guided` (in each frame the text attends over spatial cells,
-    then an RNN over time: best for referring expressions). `frame_attention` says how much each frame mattered (uniform for
-    `none` / `concat`).
+    then an RNN over time: best for referring expressions; the clip's video embedding, its
+    object-slot tracks, joins the fused vector). `frame_attention` says how much each frame
+    mattered (uniform for `none` / `concat`).
     """
     video_tokens = keras.Input((None, config.dim), name=specs.VIDEO_TOKENS)
     text_tokens = keras.Input((None, text_dim), name=specs.TEXT_TOKENS)
@@ -32,6 +33,7 @@ def build_classification_head(config, text_dim):
         inputs[VIDEO_POOLED] = video_pooled = keras.Input((config.dim,), name=VIDEO_POOLED)
     if config.fusion == "text_guided":
         inputs[VIDEO_CELLS] = keras.Input((config.feature_steps * config.spatial_cells, config.dim), name=VIDEO_CELLS)
+        inputs[specs.VIDEO_EMBEDDING] = keras.Input((config.dim,), name=specs.VIDEO_EMBEDDING)
     text = keras.layers.Dense(config.dim, name="text_token_projection")(text_tokens)  # (b, l, dim)
     text = keras.layers.LayerNormalization(epsilon=1e-6, name="text_token_norm")(text)
     text_pooled = MaskedMean(name="text_pooling")(text, text_mask)
@@ -56,7 +58,9 @@ def build_classification_head(config, text_dim):
             sequence, return_attention_scores=True
         )
         attention = FrameAttention(config.feature_steps, config.feature_steps, name="frame_attention")(sequence, scores)
-        fused = keras.layers.Concatenate(name="fused")([pooled, text_pooled])
+        # The video tower's embedding follows every object (slots), so the head need not
+        # learn to find the one object of a plain action clip over a busy background itself.
+        fused = keras.layers.Concatenate(name="fused")([pooled, text_pooled, inputs[specs.VIDEO_EMBEDDING]])
     else:
         co = config.fusion == "co_attention"
         video, text = CrossModalFusion(

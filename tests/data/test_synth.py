@@ -1,4 +1,5 @@
 import collections
+import json
 
 import numpy as np
 
@@ -19,6 +20,11 @@ def test_generated_build_is_complete_and_decodable(tmp_path):
     # Same config: cached, not regenerated.
     before = manifest.stat().st_mtime_ns
     assert generate.generate(tmp_path, config, progress=False).stat().st_mtime_ns == before
+    # A build by an older renderer draws other clips for the same config: regenerated.
+    info_path = tmp_path / "kmm-shapes.json"
+    info_path.write_text(json.dumps(dict(json.loads(info_path.read_text()), renderer=generate.RENDERER - 1)))
+    assert generate.generate(tmp_path, config, progress=False).stat().st_mtime_ns > before
+    assert json.loads(info_path.read_text())["renderer"] == generate.RENDERER
 
 
 def test_parallel_generation_after_decoding_video_in_the_same_process(tmp_path):
@@ -119,3 +125,18 @@ def test_real_backgrounds_change_only_the_background():
     assert not set(backgrounds.pool("train")[0]) & set(backgrounds.pool("held_out")[0])
     frames = render.render(real[0], 8, 64)
     assert frames.shape == (8, 64, 64, 3) and frames.std() > 10
+
+
+def test_training_backgrounds_are_mirrored_and_recoloured_held_out_ones_are_not():
+    from kmm.data.synth import backgrounds
+
+    rng = np.random.default_rng(0)
+    where = backgrounds.sample(rng, "train", 8)[:6]
+    plain = backgrounds.frames(where, "train", 64, 8)
+    np.testing.assert_array_equal(backgrounds.frames(where + (True, (0, 1, 2), 1.0), "train", 64, 8), plain[:, :, ::-1])
+    np.testing.assert_array_equal(backgrounds.frames(where + (False, (2, 1, 0), 1.0), "train", 64, 8), plain[..., ::-1])
+    darker = backgrounds.frames(where + (False, (0, 1, 2), 0.5), "train", 64, 8)
+    assert abs(darker.mean() - plain.mean() / 2) < 1
+    looks = [backgrounds.sample(rng, "train", 8)[6:] for _ in range(60)]
+    assert 10 < sum(mirror for mirror, _, _ in looks) < 50 and len({channels for _, channels, _ in looks}) == 6
+    assert all(len(backgrounds.sample(rng, "held_out", 8)) == 6 for _ in range(10))  # test_real as before

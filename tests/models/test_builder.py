@@ -150,10 +150,13 @@ def test_slots_need_spatial_features_and_old_configs_name_their_version():
     saved = json.loads(PRESETS["tiny"].to_json())
     assert saved["kmm_version"] == kmm.__version__
     assert ModelConfig.from_json(json.dumps(saved)) == PRESETS["tiny"]
-    # kmm 0.1 wrote no version; 0.1 and 0.2.0 models are not built any more: the error says
+    # kmm 0.1 wrote no version; 0.1 to 0.3.0 models are not built any more: the error says
     # which version wrote the file and which commit still builds it.
     old = {k: v for k, v in saved.items() if k != "kmm_version"}
-    for version, data, commit in (("0.1", old, "d4f8e7f"), ("0.2.0", dict(old, kmm_version="0.2.0"), "1393e9d")):
+    versions = [("0.1", old, "d4f8e7f")] + [
+        (v, dict(old, kmm_version=v), c) for v, c in (("0.2.0", "1393e9d"), ("0.3.0", "8d95c19"))
+    ]
+    for version, data, commit in versions:
         with pytest.raises(ValueError, match=rf"run/config.json was written by kmm {version};.*commit {commit}\."):
             ModelConfig.from_json(json.dumps(data), source="run/config.json")
     with pytest.raises(ValueError, match=r"unknown ModelConfig field\(s\) \['colour'\]"):
@@ -244,3 +247,18 @@ def test_spatial_cells_is_derived_from_the_encoder_and_a_wrong_count_is_refused(
         assert with_encoder_grid(config.replace(spatial_cells=64)).spatial_cells == 64
         with pytest.raises(RuntimeError, match="before entering"):
             with_encoder_grid(config)
+
+
+def test_text_guided_head_reads_the_video_embedding():
+    """The text-guided head's logits move with the video tower's embedding alone, the other
+    head inputs held fixed (a head that dropped it would give the same logits)."""
+    parts = build_parts(PRESETS["tiny"].replace(labels=LABELS), FEATURE_DIM, TEXT_DIM)
+    x = _inputs()
+    video = parts.video_tower({"video_features": x["video_features"]})
+    inputs = {k: tf.convert_to_tensor(x[k]) for k in (specs.TEXT_TOKENS, specs.TEXT_PADDING_MASK)}
+    inputs.update({k: video[k] for k in parts.head.input if k not in inputs})
+    assert specs.VIDEO_EMBEDDING in inputs
+    logits = parts.head(inputs)["logits"].numpy()
+    other = tf.roll(inputs[specs.VIDEO_EMBEDDING], shift=1, axis=0)
+    moved = parts.head({**inputs, specs.VIDEO_EMBEDDING: other})["logits"].numpy()
+    assert np.abs(logits - moved).max() > 1e-3

@@ -7,7 +7,8 @@ model never saw behind a training clip:
 - `held_out` (the `test_real` split): other scikit-image photos, and frames of Big Buck
   Bunny and of the `carphone` sequence.
 A background is a random square crop of a picture, resized to the frame, still or slowly
-panning (a moving camera).
+panning (a moving camera); a training one is also mirrored, recoloured and brightened or
+darkened at random.
 """
 
 import functools
@@ -77,12 +78,18 @@ def sample(rng, pool_name, num_frames):
     travel = np.abs(pan) * (num_frames - 1)
     x = rng.uniform(travel[0], max(travel[0], w - side - travel[0]) + 1e-6)
     y = rng.uniform(travel[1], max(travel[1], h - side - travel[1]) + 1e-6)
-    return index, float(x), float(y), side, float(pan[0]), float(pan[1])
+    params = (index, float(x), float(y), side, float(pan[0]), float(pan[1]))
+    if pool_name != "train":
+        return params
+    # Training pictures are few: each is also mirrored, its colour channels reordered and its
+    # brightness scaled at random, so a model learns shapes over backgrounds, not these pictures.
+    look = (bool(rng.random() < 0.5), tuple(int(c) for c in rng.permutation(3)), float(rng.uniform(0.6, 1.3)))
+    return params + look
 
 
 def frames(params, pool_name, frame_size, num_frames):
     """`(num_frames, frame_size, frame_size, 3)` uint8 backgrounds for `params` from `sample`."""
-    index, x, y, side, dx, dy = params
+    index, x, y, side, dx, dy, *look = params
     image = pool(pool_name)[1][index]
     h, w = image.shape[:2]
     out = np.empty((num_frames, frame_size, frame_size, 3), np.uint8)
@@ -91,4 +98,8 @@ def frames(params, pool_name, frame_size, num_frames):
         top = int(round(np.clip(y + dy * t, 0, h - side)))
         crop = image[top : top + side, left : left + side]
         out[t] = cv2.resize(crop, (frame_size, frame_size), interpolation=cv2.INTER_AREA)
-    return out
+    if look:
+        mirror, channels, gain = look
+        out = np.clip(out[..., list(channels)].astype(np.float32) * gain, 0, 255).astype(np.uint8)
+        out = out[:, :, ::-1] if mirror else out
+    return np.ascontiguousarray(out)

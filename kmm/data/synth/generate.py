@@ -25,6 +25,8 @@ SPLITS = ("train", "val", "test", "compositional", "test_real")
 # test_real: drawn like test, every clip over real imagery held out from training
 # (`kmm.data.synth.backgrounds`), to measure what a synthetic background teaches.
 OBJECT_COUNT_PROBS = (0.4, 0.35, 0.25)  # 1, 2, 3 objects
+# Bumped when the same `SynthConfig` draws different clips, so an older build is not reused.
+RENDERER = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,9 +118,10 @@ def generate(out_dir, config=PRESETS["default"], workers=2, force=False, progres
     """
     out_dir = Path(out_dir).resolve()
     manifest, info_path = out_dir / "manifest.csv", out_dir / "kmm-shapes.json"
-    info = {"config": dataclasses.asdict(config), "labels": list(vocab.ACTIONS)}
+    info = {"config": dataclasses.asdict(config), "renderer": RENDERER, "labels": list(vocab.ACTIONS)}
     if not force and manifest.exists() and info_path.exists():
-        if json.loads(info_path.read_text()).get("config") == info["config"]:
+        built = json.loads(info_path.read_text())
+        if (built.get("config"), built.get("renderer")) == (info["config"], RENDERER):
             return manifest
     held_out = held_out_triples(config)
     for split in SPLITS:
