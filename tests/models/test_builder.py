@@ -43,18 +43,17 @@ def _with_row(x, key, row, seed, where=slice(None)):
     return changed
 
 
+def _head_inputs(parts, x):
+    """The classification head's inputs for feature-model inputs `x`, as `_heads` passes them."""
+    video = parts.video_tower({"video_features": x["video_features"]})
+    inputs = {k: tf.convert_to_tensor(x[k]) for k in (specs.TEXT_TOKENS, specs.TEXT_PADDING_MASK)}
+    return inputs | {k: video[k] for k in parts.head.input if k not in inputs}
+
+
 def _attended_video(parts):
     """Feature-model inputs -> the head's attended video summary (what `fused` concatenates to the pooled text)."""
-    head = parts.head
-    summary = keras.Model(head.input, head.get_layer("fused").input[0])
-
-    def run(x):
-        video = parts.video_tower({"video_features": x["video_features"]})
-        inputs = {k: tf.convert_to_tensor(x[k]) for k in (specs.TEXT_TOKENS, specs.TEXT_PADDING_MASK)}
-        inputs.update({k: video[k] for k in head.input if k not in inputs})
-        return summary(inputs).numpy()
-
-    return run
+    summary = keras.Model(parts.head.input, parts.head.get_layer("fused").input[0])
+    return lambda x: summary(_head_inputs(parts, x)).numpy()
 
 
 @pytest.mark.parametrize("temporal, fusion", list(itertools.product(TEMPORAL_MODELS, FUSIONS)))
@@ -253,10 +252,7 @@ def test_text_guided_head_reads_the_video_embedding():
     """The text-guided head's logits move with the video tower's embedding alone, the other
     head inputs held fixed (a head that dropped it would give the same logits)."""
     parts = build_parts(PRESETS["tiny"].replace(labels=LABELS), FEATURE_DIM, TEXT_DIM)
-    x = _inputs()
-    video = parts.video_tower({"video_features": x["video_features"]})
-    inputs = {k: tf.convert_to_tensor(x[k]) for k in (specs.TEXT_TOKENS, specs.TEXT_PADDING_MASK)}
-    inputs.update({k: video[k] for k in parts.head.input if k not in inputs})
+    inputs = _head_inputs(parts, _inputs())
     assert specs.VIDEO_EMBEDDING in inputs
     logits = parts.head(inputs)["logits"].numpy()
     other = tf.roll(inputs[specs.VIDEO_EMBEDDING], shift=1, axis=0)
