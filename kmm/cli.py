@@ -67,14 +67,10 @@ def _cmd_quickstart(args):
     from kmm.quickstart import QUICKSTART_TRAINING, default_run_dir, run_quickstart
 
     epochs = args.epochs or QUICKSTART_TRAINING.epochs
-    train_config = dataclasses.replace(QUICKSTART_TRAINING, epochs=epochs, batch_size=args.batch_size, seed=args.seed)
-    if args.no_time_reversal:
-        train_config = dataclasses.replace(train_config, time_reversal=())
-    # Twins: 16 a batch, at most a quarter of it.
-    pairs = args.reversal_pairs
-    if pairs is None:
-        pairs = min(train_config.reversal_pairs, args.batch_size // 4) if train_config.time_reversal else 0
-    train_config = dataclasses.replace(train_config, reversal_pairs=pairs)
+    # Clips that also play backwards in the same batch: 16 of 64, at most a quarter of any batch.
+    pairs = min(QUICKSTART_TRAINING.reversal_pairs, args.batch_size // 4)
+    train_config = dataclasses.replace(QUICKSTART_TRAINING, epochs=epochs, batch_size=args.batch_size, seed=args.seed,
+                                       reversal_pairs=pairs)  # fmt: skip
     overrides = {k: v for k, v in (("temporal", args.temporal), ("fusion", args.fusion)) if v}
     run_dir = args.run_dir or default_run_dir()
     results, timings, export_path = run_quickstart(
@@ -247,17 +243,9 @@ def build_parser():
         type=int,
         help="Epochs (default 22, sized to the quickstart's time budget on 2 CPU cores; warm-up, then cosine).",
     )
-    quick.add_argument("--batch-size", type=int, default=64)
-    quick.add_argument(
-        "--no-time-reversal", action="store_true",
-        help="Do not play half of the training clips backwards (with reversed labels and captions).",
-    )  # fmt: skip
-    quick.add_argument(
-        "--reversal-pairs", type=int, metavar="P",
-        help="Clips of each training batch that also play backwards, with the reversed caption, as each other's "
-        "hardest negatives ('moves left' vs 'moves right'; default 16 of 64, 0 turns it off).",
-    )  # fmt: skip
-    quick.add_argument("--seed", type=int, default=0)
+    quick.add_argument("--batch-size", type=int, default=64, help="Training batch (default: 64). Other training "
+                       "settings: `kmm train --config` with a \"train\" object (README: your own videos).")  # fmt: skip
+    quick.add_argument("--seed", type=int, default=0, help="Training seed (default: 0); the data are the same.")
     quick.add_argument("--run-dir", help="Output folder (default: $KMM_HOME/runs/quickstart).")
     quick.add_argument(
         "--export-dir", default=specs.EXPORT_BASE, help="TF Serving model base folder (default: saved_models)."

@@ -38,7 +38,7 @@ def real_encoders(kmm_home):
 
 @pytest.fixture(scope="session")
 def tiny_quickstart(tiny_encoders, real_encoders, tmp_path_factory):
-    """`kmm quickstart --size tiny --model tiny --epochs 1 --batch-size 8 --reversal-pairs 2`
+    """`kmm quickstart --size tiny --model tiny --epochs 1 --batch-size 8`
     through `kmm.cli.main`, once: `(run_dir, export model dir, what it printed)`.
 
     Like the real quickstart, it also exports the pretrained Kinetics model next to it
@@ -51,7 +51,7 @@ def tiny_quickstart(tiny_encoders, real_encoders, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny_quickstart")
     argv = ["quickstart", "--size", "tiny", "--model", "tiny", "--epochs", "1", "--batch-size", "8",
-            "--reversal-pairs", "2", "--run-dir", str(root / "run"), "--export-dir", str(root / "saved_models")]  # fmt: skip
+            "--run-dir", str(root / "run"), "--export-dir", str(root / "saved_models")]  # fmt: skip
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert main(argv) == 0
