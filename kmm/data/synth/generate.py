@@ -26,7 +26,7 @@ SPLITS = ("train", "val", "test", "compositional", "test_real")
 # (`kmm.data.synth.backgrounds`), to measure what a synthetic background teaches.
 OBJECT_COUNT_PROBS = (0.4, 0.35, 0.25)  # 1, 2, 3 objects
 # Bumped when the same `SynthConfig` draws different clips, so an older build is not reused.
-RENDERER = 3
+RENDERER = 2
 
 
 @dataclasses.dataclass(frozen=True)
