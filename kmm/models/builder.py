@@ -28,9 +28,7 @@ from kmm.specs import (
     LOGITS,
     PROBABILITIES,
     SIMILARITY,
-    VIDEO_CELLS,
     VIDEO_FEATURES,
-    VIDEO_POOLED,
 )
 
 
@@ -77,13 +75,8 @@ def _heads(parts, video, text_tokens, text_mask, caption):
     outputs = {}
     if parts.head is not None:
         head_inputs = {specs.TEXT_TOKENS: text_tokens, specs.TEXT_PADDING_MASK: text_mask}
-        head_inputs.update(
-            {
-                k: video[k]
-                for k in (specs.VIDEO_TOKENS, VIDEO_POOLED, VIDEO_CELLS, specs.VIDEO_EMBEDDING)
-                if k in parts.head.input
-            }
-        )
+        # Every other input the head declares is a video tower output of the same name.
+        head_inputs |= {k: video[k] for k in parts.head.input if k not in head_inputs}
         out = parts.head(head_inputs)
         outputs[LOGITS] = out[LOGITS]
         outputs[FRAME_ATTENTION] = out[FRAME_ATTENTION]
