@@ -68,7 +68,7 @@ def _export_pretrained(args):
         videos, ids, captions = sample_gallery()
     report = DataReport()
     path = export_kinetics(args.base_dir, args.name or PRETRAINED_NAME, videos, ids, captions, args.k, report, print,
-                           limits=_limits(args))  # fmt: skip
+                           limits=_limits(args), segments=args.segments)  # fmt: skip
     if videos:
         print(report.summary())
         for skip in report.skipped:
@@ -79,44 +79,33 @@ def _export_pretrained(args):
 def _cmd_classify(args):
     import numpy as np
 
+    from kmm.moments import cli as moments
     from kmm.serving.index import clip_frames, frame_request
 
+    labels = moments.parse_labels(args.labels)
     client = _client(args)
+    if args.timeline:
+        return moments.classify_timeline(client, args, labels)
+    if args.json or args.plot:
+        raise ValueError("--json and --plot go with --timeline (labels over time).")
     num_frames, size = frame_request(client)
     frames = np.stack([clip_frames(v, num_frames, size) for v in args.videos])
-    out = client.classify(frames, [args.text] * len(args.videos))
-    for video, labels, scores in zip(args.videos, out["labels"], out["scores"], strict=False):
-        print(f"{video}" + (f"  (text: {args.text!r})" if args.text else ""))
-        for label, score in zip(labels, scores, strict=False):
-            print(f"  {score:6.3f}  {'#' * int(round(score * 30)):<30}  {label.decode()}")
+    if labels:
+        moments.classify_own_labels(client, args.videos, frames, labels)
+    else:
+        out = client.classify(frames, [args.text] * len(args.videos))
+        for video, names, scores in zip(args.videos, out["labels"], out["scores"], strict=False):
+            print(f"{video}" + (f"  (text: {args.text!r})" if args.text else ""))
+            moments.print_bars([(label.decode(), float(score)) for label, score in zip(names, scores, strict=False)])
+    if "label_segments" in (client.metadata() or {}).get("signatures", ()):
+        moments.long_video_hint(args.videos)
     return 0
 
 
-def _print_hits(query, hits):
-    print(f"query: {query!r}")
-    for rank, (item, score, _video, caption) in enumerate(hits, 1):
-        print(f"  {rank:>2}. {score:6.3f}  {item}" + (f"  -- {caption}" if caption else ""))
-
-
 def _cmd_search(args):
-    client = _client(args)
-    if args.index:
-        from kmm.serving.index import VideoIndex
+    from kmm.moments import cli as moments
 
-        index = VideoIndex.load(args.index)
-        for query, hits in zip(args.queries, index.search(client.embed_text(args.queries), args.k), strict=False):
-            _print_hits(query, hits)
-        return 0
-    from kmm.serving.export import read_gallery
-
-    found = client.search(args.queries)
-    gallery = read_gallery(client.path) if hasattr(client, "path") else None
-    captions = dict(zip(gallery["ids"], gallery["captions"], strict=False)) if gallery else {}
-    for query, ids, scores in zip(args.queries, found["ids"], found["scores"], strict=False):
-        hits = [(i.decode(), float(s), None, captions.get(i.decode(), "")) for i, s in zip(ids, scores, strict=False)][
-            : args.k
-        ]
-        _print_hits(query, hits)
+    moments.print_hits(args.queries, moments.search_hits(_client(args), args), args.json)
     return 0
 
 
@@ -125,12 +114,20 @@ def _cmd_index(args):
     from kmm.serving.index import VideoIndex, find_videos
 
     client = _client(args)
-    videos = find_videos(args.video_dir)
-    if not videos:
-        raise FileNotFoundError(f"{args.video_dir}: no video files found.")
+    source = Path(args.source)
+    if source.is_file():
+        videos, ids = [source], [source.name]
+    else:
+        videos = find_videos(source)
+        if not videos:
+            raise FileNotFoundError(f"{source}: no video files found.")
+        ids = [str(v.relative_to(source)) for v in videos]
+    if not args.whole_videos and "label_segments" in client.signatures():
+        from kmm.moments.cli import index_moments
+
+        return index_moments(client, args, videos, ids)
     report = DataReport()
-    index = VideoIndex.build(client, videos, ids=[str(v.relative_to(args.video_dir)) for v in videos], report=report,
-                             kind=args.kind, qdrant=args.qdrant)  # fmt: skip
+    index = VideoIndex.build(client, videos, ids=ids, report=report, kind=args.kind, qdrant=args.qdrant)
     out = index.save(args.out)
     print(report.summary())
     for skip in report.skipped:
@@ -188,6 +185,9 @@ def add_serving_commands(sub):
     export.add_argument("--pretrained", choices=[PRETRAINED_NAME], help="Export a pretrained model instead of a run.")
     export.add_argument("--videos", help="With --pretrained: a folder of videos for the search gallery "
                         "(default: the real sample videos).")  # fmt: skip
+    export.add_argument("--segments", action="store_true", help="With --pretrained: the gallery holds moments (2.56 s "
+                        "windows inside shots; ids <video>@<start>-<end>) instead of whole videos, so `search` says "
+                        "where.")  # fmt: skip
     export.add_argument(
         "--base-dir", default=DEFAULT_BASE, help="TF Serving model base folder (default: saved_models)."
     )
@@ -204,28 +204,58 @@ def add_serving_commands(sub):
     export.add_argument("--towers", help="Also write the text and video towers as TF-Hub modules into this folder.")
     export.set_defaults(func=_cmd_export)
 
-    classify = sub.add_parser("classify", help="Classify videos (optionally with a text, e.g. 'the red circle').")
+    classify = sub.add_parser(
+        "classify",
+        help="Classify videos (optionally with a text, e.g. 'the red circle'); --timeline for long videos.",
+        description="Without --timeline: one label list per video, from frames spread over all of it (what the "
+        "model was built for: clips of seconds). --timeline (the Kinetics model): the video is cut into shots and "
+        "2.56 s windows, each labelled with Kinetics-400 actions and ImageNet-1k objects; prints label tracks with "
+        "their time segments and the whole video's labels, and writes a PNG plot. --labels classifies into your "
+        "own labels through the same text space, zero-shot.",
+    )
     classify.add_argument("videos", nargs="+", help="Video files (mp4, avi, webm, mov, gif, ...).")
     classify.add_argument("--text", default="", help="Optional text that goes with every video.")
+    classify.add_argument("--timeline", action="store_true", help="Labels over time: shots, windows, label tracks.")
+    classify.add_argument("--labels", help="Your own labels, comma-separated (e.g. 'cooking,dog running,a birthday "
+                          "party'): zero-shot, no training (the Kinetics model).")  # fmt: skip
+    classify.add_argument("--json", action="store_true", help="With --timeline: print the timeline as JSON only.")
+    classify.add_argument("--plot", help="With --timeline: where to write the PNG plot (default: "
+                          "<video name>.timeline.png here; none with --json unless given).")  # fmt: skip
+    classify.add_argument("--max-duration", type=float, metavar="SECONDS",
+                          help="Refuse longer videos (default: 14400, 4 hours).")  # fmt: skip
     add_model_arguments(classify)
     classify.set_defaults(func=_cmd_classify)
 
-    search = sub.add_parser("search", help="Text -> video search over the export's gallery or a `kmm index`.")
+    search = sub.add_parser(
+        "search",
+        help="Text -> video search over the export's gallery or a `kmm index`; hits say where (start/end).",
+        description="Over a moment index (kmm index with the Kinetics model) each hit is a moment: video, start, end "
+        "(seconds), score; the windows of one moment are merged into one hit.",
+    )
     search.add_argument("queries", nargs="+", help="One or more text queries.")
     search.add_argument("--index", help="An index folder from `kmm index` (default: the export's own gallery).")
     search.add_argument("-k", type=int, default=5, help="Results per query (default: 5).")
+    search.add_argument(
+        "--json", action="store_true", help="Print JSON: per query, hits with video, start, end, score."
+    )
     add_model_arguments(search)
     search.set_defaults(func=_cmd_search)
 
     index = sub.add_parser(
         "index",
-        help="Embed every video under a folder into a faiss index (or a Qdrant collection) for `kmm search`.",
-        description="--kind auto searches exactly up to 200,000 videos and with an HNSW graph above; "
+        help="Index the moments of a video or of every video under a folder (faiss or Qdrant) for `kmm search`.",
+        description="With the Kinetics model (the default when exported), every video is cut into shots and 2.56 s "
+        "windows and each window is a row (video, start, end): search then returns moments. Other models, or "
+        "--whole-videos, index one row per file. "
+        "--kind auto searches exactly up to 200,000 rows and with an HNSW graph above; "
         "ivf and ivf-pq build faster and (ivf-pq) take d/8 bytes per video. Beyond one machine's memory, "
         "--qdrant http://host:6333 keeps the vectors in a Qdrant server or cluster. BENCHMARKS.md, "
         "'Retrieval at scale', compares their speed and recall.",
     )
-    index.add_argument("video_dir", help="Folder searched recursively for videos.")
+    index.add_argument("source", help="A video file, or a folder searched recursively for videos.")
+    index.add_argument("--whole-videos", action="store_true", help="One row per video, not per moment.")
+    index.add_argument("--max-duration", type=float, metavar="SECONDS",
+                       help="Skip (and list) videos longer than this (default: 14400, 4 hours).")  # fmt: skip
     index.add_argument("--out", required=True, help="Index folder to write.")
     index.add_argument("--kind", choices=KINDS, default="auto", help="faiss index (default: auto, by size).")
     index.add_argument("--qdrant", metavar="URL_OR_FOLDER", help="Keep the video vectors in Qdrant: a server "

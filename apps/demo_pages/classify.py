@@ -13,6 +13,7 @@ from kmm.serving.index import clip_frames, frame_request
 
 SAMPLE, UPLOAD = "Sample gallery", "Upload"
 STRIP_FRAMES = 8  # frames shown in the strip (a Kinetics model sees 32)
+TIMELINE_THUMBNAILS = 8  # windows shown under a long video's timeline
 
 
 def _pretrained(client):
@@ -50,28 +51,89 @@ def _attention_figure(attention):
 
 
 def _get_frames(session, num_frames, size):
-    """`(frames, name)` for the chosen video, or `(None, None)`; errors are shown, not raised."""
+    """`(frames, name, path)` for the chosen video, or `(None, None, None)`; errors are shown, not raised."""
     source = st.radio("Video", [SAMPLE, UPLOAD], horizontal=True, key="classify_source")
     if source == UPLOAD:
         limit = media.max_upload_mb()
         upload = st.file_uploader(f"A video file (up to {limit:g} MB)", type=list(media.UPLOAD_TYPES), key="upload")
         if upload is None:
-            return None, None
+            return None, None, None
         try:
-            return media.frames_from_upload(upload.name, upload.getvalue(), num_frames, size), upload.name
+            path = media.saved_upload(upload.name, upload.getvalue())
+            return media.frames_from_upload(upload.name, upload.getvalue(), num_frames, size), upload.name, path
         except media.UploadError as e:
             st.error(str(e), icon=":material/error:")
-            return None, None
+            return None, None, None
     choices = _sample_choices(session)
     if not choices:
         st.info("No sample videos: upload one instead.")
-        return None, None
+        return None, None, None
     label = st.selectbox("Clip", list(choices), key="classify_clip")
     try:
-        return clip_frames(choices[label], num_frames, size), Path(choices[label]).name
+        return clip_frames(choices[label], num_frames, size), Path(choices[label]).name, Path(choices[label])
     except (ValueError, OSError) as e:
         st.error(f"{common.plain(choices[label])} could not be decoded: {common.plain(e)}", icon=":material/error:")
-        return None, None
+        return None, None, None
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _timeline(_client, _on_progress, client_key, path, mtime_ns):
+    """The timeline JSON, the plot (PNG bytes) and a few window thumbnails of a long video."""
+    import tempfile
+
+    from kmm.moments.analyze import analyze_video
+    from kmm.moments.timeline import plot_timeline, timeline_json, tracks
+
+    analysis = analyze_video(_client, path, progress=False, thumbnails=96, on_progress=_on_progress)
+    doc = timeline_json(analysis, tracks(analysis.windows))
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(plot_timeline(doc, Path(tmp) / "timeline.png")).read_bytes()
+    picked = uniform(len(analysis.windows), min(len(analysis.windows), TIMELINE_THUMBNAILS))
+    thumbs = [(analysis.windows[i].thumbnail, analysis.windows[i].start, analysis.windows[i].end) for i in picked]
+    return doc, png, thumbs
+
+
+def _show_timeline(client, path, name):
+    """Shots, the label timeline plot and the windows' frames of a long video."""
+    from kmm.data.decoder import probe
+    from kmm.moments.stream import duration_s
+
+    bar = st.progress(0.0, text="Labelling the video, window by window")
+
+    def progress(done, total):
+        bar.progress(min(done / total, 1.0), text=f"Labelling the video: {done:.0f} of {total:.0f} s")
+
+    try:
+        doc, png, thumbs = _timeline(client, progress, str(getattr(client, "path", "")), str(path),
+                                     Path(path).stat().st_mtime_ns)  # fmt: skip
+    except Exception as e:  # noqa: BLE001
+        common.show_error(e)
+        return
+    finally:
+        bar.empty()
+    seconds = duration_s(probe(path))
+    st.subheader(f"Timeline: {len(doc['shots'])} shots, {len(doc['segments'])} windows over {seconds:.0f} s")
+    st.image(png, caption=f"Labels of {common.plain(name)} over time (blue: actions, orange: objects; lines: cuts)")
+    strip = st.columns(len(thumbs))
+    for column, (thumb, start, end) in zip(strip, thumbs, strict=True):
+        with column:
+            st.image(thumb, caption=f"{start:.1f}–{end:.1f} s", width="stretch")
+    for gap in doc["gaps"]:
+        st.warning(f"No frames from {gap['start']:.1f} s to {gap['end']:.1f} s (the video's timestamps jump).")
+
+
+def _is_long(client, path):
+    """A long video, and a model that labels its windows: the timeline is shown."""
+    from kmm.data.decoder import probe
+    from kmm.moments.cli import LONG_VIDEO_S
+    from kmm.moments.stream import duration_s
+
+    if path is None or "label_segments" not in (client.metadata() or {}).get("signatures", ()):
+        return False
+    try:
+        return duration_s(probe(path)) > LONG_VIDEO_S
+    except (ValueError, OSError):
+        return False
 
 
 def render(session):
@@ -81,7 +143,7 @@ def render(session):
     st.caption("Pick or upload a video" + ("; add a text such as *the red circle* to ask about one object."
                if reads_text else ": the Kinetics-400 model names the action in real footage."))  # fmt: skip
     num_frames, size = frame_request(client)
-    frames, name = _get_frames(session, num_frames, size)
+    frames, name, path = _get_frames(session, num_frames, size)
     text = (
         st.text_input("Optional text", "", placeholder="e.g. the red circle", key="classify_text") if reads_text else ""
     )
@@ -101,6 +163,8 @@ def render(session):
         frames = frames[uniform(len(frames), len(attention))]
     shown = frames[uniform(len(frames), min(len(frames), STRIP_FRAMES))]
     st.image(media.frame_strip(shown), caption=f"{len(shown)} of the {len(frames)} frames the model sees")
+    if _is_long(client, path):
+        _show_timeline(client, path, name)
     left, right = st.columns(2) if reads_text else (st.container(), None)
     with left:
         import pandas as pd

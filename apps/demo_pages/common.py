@@ -134,7 +134,7 @@ def gallery_index(session):
     def progress(done, total):
         nonlocal bar
         bar = bar or st.progress(0.0)
-        bar.progress(done / total, text=f"Indexing videos (first use only): {done} / {total}")
+        bar.progress(min(done / total, 1.0), text=f"Indexing videos (first use only): {done:.1f} / {total}")
 
     try:
         folder = backend.ensure_index(session.client, gallery_sources(session.export_dir), on_progress=progress)

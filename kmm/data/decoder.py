@@ -80,6 +80,27 @@ def read_frames(path, indices, size=None, mode="crop", info=None, deadline_s=DEC
     return _pool().run(request, deadline_s + GRACE_S, max_bytes=expected)
 
 
+def stream_windows(path, config, info=None, stats=None):
+    """`kmm.moments.stream.decode_windows` in a worker process: yields `Window`s.
+
+    Each window must arrive within `config.window_deadline_s + GRACE_S` (a deadline per
+    window, not per file, so a two-hour video is not cut short). `stats` receives the
+    worker's closing counts (shots, gaps, frames, where decoding stopped).
+    """
+    from kmm.moments.segments import Window
+
+    info = info or probe(path)
+    request = {"op": "windows", "path": os.fspath(path), "config": config.to_json(), "info": dataclasses.asdict(info)}
+    expected = config.frames * config.size * config.size * 3
+    for header, frames in _pool().stream(request, config.window_deadline_s + GRACE_S, expected):
+        if frames is None:
+            if stats is not None:
+                stats.update(header["done"])
+            return
+        w = header["window"]
+        yield Window(w["start"], w["end"], w["shot"], frames)
+
+
 class _Worker:
     answered = True  # whether the last request's answer was read whole (the worker can take another)
 
@@ -95,31 +116,47 @@ class _Worker:
     def run(self, request, wait_s, max_bytes):
         """The worker's answer to `request`: frames or a probe's fields, or the
         `VideoDecodeError` it raised. Frames larger than `max_bytes` are refused unread."""
-        path = request["path"]
+        self.send(request)
+        header, frames = self.receive(request["path"], wait_s, max_bytes)
+        if "info" in header:
+            return header["info"]
+        return frames
+
+    def send(self, request):
         try:
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
             self.process.stdin.flush()
         except OSError as e:  # it died between requests
-            raise VideoDecodeError(path, "crashed", f"the decoder process is gone ({e})") from e
-        self.answered, self.buffer, self.wait_s, stop = False, bytearray(), wait_s, time.monotonic() + wait_s
+            raise VideoDecodeError(request["path"], "crashed", f"the decoder process is gone ({e})") from e
+        self.answered, self.buffer = False, bytearray()
+
+    def receive(self, path, wait_s, max_bytes, last=True):
+        """One message: `(header, frames or None)`; raises the worker's `VideoDecodeError`.
+
+        `last`: whether this message ends the answer (a stream sends several).
+        """
+        self.wait_s, stop = wait_s, time.monotonic() + wait_s
         while b"\n" not in self.buffer:
             self._fill(stop, path, MAX_HEADER_BYTES)
         line, _, rest = bytes(self.buffer).partition(b"\n")
         self.buffer = bytearray(rest)
         header = json.loads(line)
-        if "error" in header or "info" in header:
+        if "error" in header:
             self.answered = not self.buffer
-            if "info" in header:
-                return header["info"]
             raise VideoDecodeError(path, str(header["reason"]), str(header["error"]))
+        if "shape" not in header:
+            self.answered = last and not self.buffer
+            return header, None
         shape = tuple(int(n) for n in header["shape"])
         size = int(np.prod(shape))
         if size > max_bytes:
             raise VideoDecodeError(path, "too_large", f"the decoder answered {shape}, over {max_bytes} bytes")
         while len(self.buffer) < size:
             self._fill(stop, path, size)
-        self.answered = len(self.buffer) == size
-        return np.frombuffer(bytes(self.buffer[:size]), np.uint8).reshape(shape)
+        frames = np.frombuffer(bytes(self.buffer[:size]), np.uint8).reshape(shape)
+        self.buffer = self.buffer[size:]
+        self.answered = last and not self.buffer
+        return header, frames
 
     def _fill(self, stop, path, limit):
         """Reads what the worker has sent (up to `limit` bytes buffered) before `stop`."""
@@ -154,6 +191,24 @@ class _Pool:
         try:
             return worker.run(request, wait_s, max_bytes)
         finally:  # a worker that did not give a whole answer is replaced
+            self._give_back(worker, worker.answered)
+
+    def stream(self, request, wait_s, max_bytes):
+        """Yields `(header, frames)` messages until one without frames; each within `wait_s`.
+
+        A consumer that stops early leaves the answer unread: the worker is then replaced.
+        """
+        worker = self._take()
+        try:
+            worker.send(request)
+            while True:
+                header, frames = worker.receive(request["path"], wait_s, max_bytes, last=False)
+                if frames is None:
+                    worker.answered = not worker.buffer
+                    yield header, None
+                    return
+                yield header, frames
+        finally:
             self._give_back(worker, worker.answered)
 
     def _take(self):
@@ -220,6 +275,8 @@ def _serve(memory_bytes):
             if request["op"] == "probe":
                 info = dataclasses.asdict(video_io.probe(request["path"]))
                 out.write(json.dumps({"info": info}).encode() + b"\n")
+            elif request["op"] == "windows":
+                _windows(request, out)
             else:
                 frames = _read(request)
                 out.write(json.dumps({"shape": list(frames.shape)}).encode() + b"\n")
@@ -234,6 +291,21 @@ def _serve(memory_bytes):
         except Exception as e:  # noqa: BLE001 - any other failure is this file's, not the job's
             out.write(json.dumps({"error": f"{type(e).__name__}: {e}", "reason": "corrupt"}).encode() + b"\n")
         out.flush()
+
+
+def _windows(request, out):
+    from kmm.moments.segments import SegmentConfig
+    from kmm.moments.stream import decode_windows
+
+    stats = {}
+    config = SegmentConfig(**request["config"])
+    info = video_io.VideoInfo.from_dict(request["info"])
+    for window in decode_windows(request["path"], config, info=info, stats=stats):
+        frames = np.ascontiguousarray(window.frames, np.uint8)
+        out.write(json.dumps({"window": window.describe(), "shape": list(frames.shape)}).encode() + b"\n")
+        out.write(frames.tobytes())
+        out.flush()
+    out.write(json.dumps({"done": stats}).encode() + b"\n")
 
 
 def _read(request):

@@ -123,7 +123,10 @@ def index_dir(client, sources):
 
 def ensure_index(client, sources, on_progress=None):
     """The folder of the gallery index for `client` + `sources` (`gallery_sources`), built and saved
-    first if it is not cached yet; `on_progress(done, total)` follows the build."""
+    first if it is not cached yet; `on_progress(done, total)` follows the build (in videos).
+
+    A model that labels segments (the Kinetics export) gets a moment index: every window of
+    every video, so search answers where."""
     from kmm.serving.index import VideoIndex, is_complete
 
     folder = index_dir(client, sources)
@@ -131,6 +134,15 @@ def ensure_index(client, sources, on_progress=None):
         videos, ids, captions = sources
         if not videos:
             raise NoExport("Nothing to search: the export has no gallery and no sample videos were found.")
-        index = VideoIndex.build(client, videos, ids=ids, captions=captions, progress=False, on_progress=on_progress)
+        if "label_segments" in client.signatures():
+            from kmm.moments.index import build_moment_index
+
+            step = (lambda i, done, total: on_progress(i + min(done / max(total, 1e-9), 1.0), len(videos))) \
+                if on_progress else None  # fmt: skip
+            index = build_moment_index(client, videos, ids, progress=False, on_progress=step)
+        else:
+            index = VideoIndex.build(
+                client, videos, ids=ids, captions=captions, progress=False, on_progress=on_progress
+            )
         index.save(folder)
     return folder

@@ -24,16 +24,33 @@ def max_upload_mb():
     return float(os.environ.get("KMM_DEMO_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB))
 
 
-def frames_from_upload(name, data, num_frames, size):
-    """Uploaded bytes -> `(num_frames, size, size, 3)` uint8, or `UploadError` saying what is wrong."""
-    from kmm.serving.index import clip_frames
-
+def _check_upload(name, data):
     limit = max_upload_mb()
     if len(data) > limit * 2**20:
         raise UploadError(f"{name} is {len(data) / 2**20:.1f} MB; the limit is {limit:g} MB (KMM_DEMO_MAX_UPLOAD_MB).")
     suffix = Path(name).suffix.lower()
     if suffix.lstrip(".") not in UPLOAD_TYPES:
         raise UploadError(f"{name} is not a video file this demo reads ({', '.join(UPLOAD_TYPES)}).")
+    return suffix
+
+
+def saved_upload(name, data):
+    """Uploaded bytes kept as a file (under `$KMM_HOME/demo/uploads`, named by content) for
+    the long-video timeline, which decodes a file; `UploadError` as `frames_from_upload`."""
+    suffix = _check_upload(name, data)
+    path = paths.kmm_home() / "demo" / "uploads" / f"{hashlib.sha1(data).hexdigest()[:16]}{suffix}"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with paths.replacing(path) as tmp:
+            tmp.write_bytes(data)
+    return path
+
+
+def frames_from_upload(name, data, num_frames, size):
+    """Uploaded bytes -> `(num_frames, size, size, 3)` uint8, or `UploadError` saying what is wrong."""
+    from kmm.serving.index import clip_frames
+
+    suffix = _check_upload(name, data)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)

@@ -110,6 +110,11 @@ class Client:
         """Queries -> `{"ids": [b, k] bytes, "scores": [b, k]}` over the export's gallery."""
         return self.predict("search", {"text": _as_text(texts)})
 
+    def classify_labels(self, frames, labels):
+        """uint8 frames `[b, T, H, W, 3]` and your own label texts `[n]` -> `probabilities` `[b, n]`,
+        `similarities` (the Kinetics export's zero-shot `classify_labels`)."""
+        return self.predict("classify_labels", {"frames": self._frames(frames), "labels": _as_text(labels)})
+
 
 class LocalClient(Client):
     """Runs an export in this process with `tf.saved_model.load`."""

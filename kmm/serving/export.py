@@ -51,6 +51,8 @@ class Gallery:
     embeddings: np.ndarray  # (n, D) float32, unit norm
     videos: list | None = None
     captions: list | None = None
+    starts: list | None = None  # a segment gallery: each item is [start, end) seconds of its video
+    ends: list | None = None
 
     def __post_init__(self):
         self.embeddings = np.asarray(self.embeddings, np.float32)
@@ -140,10 +142,11 @@ def _signatures(models, config, gallery_embeddings, gallery_ids, k, limits):
     return fns
 
 
-def serving_root(models, config, keras_model, gallery=None, k=10, limits=P.DEFAULT_LIMITS):
+def serving_root(models, config, keras_model, gallery=None, k=10, limits=P.DEFAULT_LIMITS, extra=None):
     """A trackable root with `keras_model`'s variables and the signatures of `_signatures`.
 
-    `limits` (`kmm.serving.preprocess.Limits`) caps what one request may ask for.
+    `limits` (`kmm.serving.preprocess.Limits`) caps what one request may ask for; `extra`
+    (a function of `limits`) returns more `{signature: (function, input specs)}`.
 
     Returns `(root, fns, signatures, k)`: `fns` maps each signature name to its Python
     function and input specs, `signatures` to its concrete function; `k` is capped at the
@@ -159,6 +162,7 @@ def serving_root(models, config, keras_model, gallery=None, k=10, limits=P.DEFAU
         ids = tf.constant([str(i) for i in gallery.ids])
         k = min(k, len(gallery.ids))
     fns = _signatures(models, config, gallery_embeddings, ids, k, limits)
+    fns.update(extra(limits) if extra else {})
     signatures = {}
     for signature, (fn, spec) in fns.items():
         function = tf.function(fn, input_signature=spec, autograph=False)
@@ -265,6 +269,8 @@ def write_export(root, signatures, meta, base_dir, name, gallery=None, extra_fil
         (tmp / "assets" / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
         if gallery is not None:
             details = {"ids": [str(i) for i in gallery.ids], "videos": gallery.videos, "captions": gallery.captions}
+            if gallery.starts is not None:
+                details.update(starts=gallery.starts, ends=gallery.ends)
             (tmp / "assets" / GALLERY).write_text(json.dumps(details) + "\n")
         for relative, source in (extra_files or {}).items():
             (tmp / relative).parent.mkdir(parents=True, exist_ok=True)

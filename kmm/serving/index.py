@@ -103,10 +103,17 @@ def is_complete(out_dir):
 class VideoIndex:
     """Embeddings of a video collection in a vector store (`kmm.serving.vectors`): faiss, or Qdrant."""
 
-    def __init__(self, index, ids, videos, captions, info=None, caption_index=None):
+    def __init__(self, index, ids, videos, captions, info=None, caption_index=None, starts=None, ends=None,
+                 labels=None):  # fmt: skip
         self.index, self.ids, self.videos, self.captions, self.info = index, ids, videos, captions, info or {}
         self.caption_index = caption_index  # the distinct non-empty captions, for video -> text
         self.caption_texts = sorted({c for c in captions if c})
+        # A moment index (`kmm.moments.index`): each row is a window of a video, [start, end) seconds.
+        self.starts, self.ends, self.labels = starts, ends, labels
+
+    @property
+    def has_moments(self):
+        return self.starts is not None
 
     def __len__(self):
         return len(self.ids)
@@ -172,6 +179,8 @@ class VideoIndex:
         if self.caption_index is not None:
             self.caption_index.save(out_dir / CAPTION_INDEX_FILE)
         items = {"ids": self.ids, "videos": self.videos, "captions": self.captions, "info": self.info}
+        if self.has_moments:
+            items.update(starts=self.starts, ends=self.ends, labels=self.labels)
         with replacing(out_dir / ITEMS_FILE) as tmp:
             tmp.write_text(json.dumps(items, default=str) + "\n")
         return out_dir
@@ -191,4 +200,5 @@ class VideoIndex:
             store = FaissVectors.load(out_dir / INDEX_FILE, where["kind"])
         captions = out_dir / CAPTION_INDEX_FILE
         caption_index = FaissVectors.load(captions) if captions.exists() else None
-        return cls(store, items["ids"], items["videos"], items["captions"], items.get("info"), caption_index)
+        return cls(store, items["ids"], items["videos"], items["captions"], items.get("info"), caption_index,
+                   items.get("starts"), items.get("ends"), items.get("labels"))  # fmt: skip

@@ -42,6 +42,7 @@ def _example_inputs(input_names, config, batch):
         "frames": frames,
         "jpeg_frames": np.array([[tf.io.encode_jpeg(f).numpy() for f in clip] for clip in frames], dtype=object),
         "text": np.array([b"the red circle", b""] * batch, dtype=object)[:batch],
+        "labels": np.array([b"cooking", b"a dog running", b"a birthday party"], dtype=object),
     }
     return {name: examples[name] for name in input_names}
 

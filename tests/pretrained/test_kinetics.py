@@ -15,6 +15,7 @@ from kmm.serving.warmup import read_warmup_requests
 from tests.serving.test_export import BAD_INPUTS, FRESH, SIGNATURES, servable_ops
 
 pytestmark = pytest.mark.slow
+KINETICS_SIGNATURES = SIGNATURES | {"label_segments", "classify_labels"}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,8 @@ def test_layout_metadata_and_serving_configs(kinetics):
     meta = read_metadata(path)
     assert len(meta["labels"]) == 400 and meta["labels"][0] == "abseiling"
     assert (meta["num_frames"], meta["frame_size"]) == (32, 224)
-    assert set(meta["signatures"]) == SIGNATURES and meta["kind"] == "pretrained"
+    assert set(meta["signatures"]) == KINETICS_SIGNATURES and meta["kind"] == "pretrained"
+    assert len(meta["object_labels"]) == 1000 and meta["object_labels"][967] == "espresso"
     assert meta["gallery"] == {"size": len(rows), "k": len(rows)}
     assert read_gallery(path)["ids"] == [Path(r.video).name for r in rows]
     assert "name: 'kinetics'" in (path.parent.parent / "models.config").read_text()
@@ -123,7 +125,7 @@ def test_warmup_requests_replay_against_the_export(kinetics):
         request = log.predict_log.request
         assert request.model_spec.name == "kinetics"
         by_signature.setdefault(request.model_spec.signature_name, []).append(request)
-    assert set(by_signature) == SIGNATURES
+    assert set(by_signature) == KINETICS_SIGNATURES
     loaded = tf.saved_model.load(str(path))
     for name, requests in by_signature.items():
         inputs = {k: tf.make_ndarray(v) for k, v in requests[0].inputs.items()}
@@ -139,3 +141,35 @@ def test_cli_export_pretrained(real_encoders, tmp_path, capsys):
     assert meta["kind"] == "pretrained" and "search" not in meta["signatures"] and meta["gallery"] is None
     with pytest.raises(SystemExit, match="give a RUN_DIR or --pretrained kinetics"):
         main(["export", "--base-dir", str(base)])
+
+
+def test_label_segments_matches_the_keras_models(kinetics):
+    models, config, path, rows = kinetics
+    frames = np.stack([_clip(rows, "bikes.mp4", config)[::2], _clip(rows, "bigbuckbunny.mp4", config)[::2]])
+    out = LocalClient(path).predict("label_segments", {"frames": frames})  # 16 frames a window
+    expected = models.concepts(tf.constant(frames))
+    for key in ("action_probabilities", "object_probabilities", "embedding"):
+        np.testing.assert_allclose(out[key], expected[key], atol=1e-5)
+    top = np.argsort(-expected["action_probabilities"].numpy(), axis=1)[:, :5]
+    assert out["action_labels"].astype(str).tolist() == np.array(config.labels)[top].tolist()
+    assert out["action_labels"][1][0] == b"feeding birds"
+    objects = np.argsort(-expected["object_probabilities"].numpy(), axis=1)[:, 0]
+    assert out["object_labels"][:, 0].astype(str).tolist() == [config.object_labels[i] for i in objects]
+
+
+def test_objects_reach_the_text_space(kinetics, tmp_path):
+    """A still photo of a cup of coffee, as a clip: Kinetics has no action for it, ImageNet has an object."""
+    import skimage.data
+
+    from tests.data.clips import write_cv2
+
+    _, config, path, rows = kinetics
+    client = LocalClient(path)
+    coffee = write_cv2(tmp_path / "coffee.mp4", np.stack([skimage.data.coffee()] * 25))
+    clips = np.stack([clip_frames(coffee, 32, 224), _clip(rows, "bigbuckbunny.mp4", config)])
+    videos = client.embed_video(clips)
+    queries = client.embed_text(["a cup of hot coffee on a saucer", "a bird pecking at seeds on the ground"])
+    similarity = queries @ videos.T
+    assert similarity[0].argmax() == 0 and similarity[1].argmax() == 1
+    out = client.predict("label_segments", {"frames": clips[:1]})
+    assert out["object_labels"][0][0] == b"espresso"
