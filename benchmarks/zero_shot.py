@@ -114,7 +114,7 @@ def video_side(models, config, text, results):
     names = [Path(r.video).name for r in rows]
     frames = np.stack([clip_frames(r.video, config.num_frames, config.frame_size) for r in rows])
     probs = models.video_probabilities.predict(frames, batch_size=2, verbose=0)  # (clips, 400)
-    prototypes = models.spread.prototypes.numpy()
+    prototypes = models.spread.action_prototypes.numpy()
     queries = _unit(text(tf.constant([q for q, _ in CLIP_QUERIES])).numpy())
     top5 = np.where(probs >= np.sort(probs, axis=1)[:, -5:-4], probs, 0.0)
     designs = {

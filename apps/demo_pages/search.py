@@ -28,8 +28,9 @@ def _moments(session, index, query, k):
     for start in range(0, len(hits), COLUMNS):
         for column, hit in zip(st.columns(COLUMNS), hits[start : start + COLUMNS], strict=False):
             with column:
-                st.video(hit["video"], start_time=float(hit["start"]), end_time=float(hit["end"]))
-                name = hit["video"].rsplit("/", 1)[-1]
+                begin, stop = media.player_span(hit["start"], hit["end"])
+                st.video(hit["video"], start_time=begin, end_time=stop)
+                name = hit.get("item") or hit["video"].rsplit("/", 1)[-1]
                 st.markdown(f"**{hit['score']:.3f}** · {common.plain(name)} · "
                             f"{_clock(hit['start'])}–{_clock(hit['end'])}")  # fmt: skip
                 if hit.get("labels"):

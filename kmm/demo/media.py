@@ -91,3 +91,18 @@ def preview(path, num_frames=12, size=128):
         with paths.replacing(cached) as tmp:  # two users previewing one video each write their own file
             tmp.write_bytes(gif_bytes(clip_frames(path, num_frames, size)))
     return cached.read_bytes()
+
+
+def player_span(start, end):
+    """`(start, end)` in whole seconds for `st.video`, which truncates its `start_time` and
+    `end_time` to int (protobuf int fields): the first whole second inside the moment, else
+    the one before it (a moment shorter than its fraction of a second).
+
+    >>> player_span(19.28, 21.84), player_span(14.2, 14.5), player_span(3.0, 5.5)
+    ((20, 22), (14, 15), (3, 6))
+    """
+    import math
+
+    first = math.ceil(start)
+    begin = first if first < end else math.floor(start)
+    return begin, max(begin + 1, math.ceil(end))

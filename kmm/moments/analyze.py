@@ -73,23 +73,28 @@ def check_signature(client):
         )
 
 
+def _put(out, item, stop):
+    """Puts `item` into `out` unless the consumer has stopped; returns whether it did."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.5)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def _reader(path, config, out, stats, stop):
     """Puts windows (then None, or the exception) into `out`; runs in a thread."""
     from kmm.data.decoder import stream_windows
 
     try:
         for window in stream_windows(path, config, stats=stats):
-            while not stop.is_set():
-                try:
-                    out.put(window, timeout=0.5)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set():
-                return
-        out.put(None)
+            if not _put(out, window, stop):
+                return  # leaving the loop closes the stream: its worker is replaced
+        _put(out, None, stop)
     except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
-        out.put(error)
+        _put(out, error, stop)
 
 
 def _windows(path, config, stats, depth):
@@ -145,8 +150,8 @@ def analyze_video(client, path, config=SegmentConfig(), batch_size=4, progress=T
     total = duration_s(info)
     stats, windows, batch = {}, [], []
     sums, covered = {}, 0.0
-    bar = tqdm(total=round(total, 1), desc=f"labelling {getattr(path, 'name', str(path).rsplit('/', 1)[-1])}",
-               unit="s", disable=not progress)  # fmt: skip
+    bar = tqdm(total=total, desc=f"labelling {str(path).rsplit('/', 1)[-1]}", disable=not progress,
+               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s of video [{elapsed}<{remaining}]")  # fmt: skip
 
     def flush():
         nonlocal covered
@@ -167,7 +172,8 @@ def analyze_video(client, path, config=SegmentConfig(), batch_size=4, progress=T
             ))  # fmt: skip
             covered += weight
         done = batch[-1].end
-        bar.update(max(0.0, round(min(done, total) - bar.n, 1)))
+        bar.n = min(done, total)  # seconds of video labelled so far
+        bar.refresh()
         if on_progress:
             on_progress(done, total)
         batch.clear()

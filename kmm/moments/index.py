@@ -84,8 +84,8 @@ def _near(moment, start, end, shot, window_s):
 def search_moments(index, queries, k=5):
     """Unit-norm query embeddings `(b, D)` over a moment `VideoIndex` -> per query, merged moments.
 
-    Each moment: `video`, `start`, `end`, `score`, `windows` (how many merged), `shot`, and
-    `labels` (the best window's top action and object).
+    Each moment: `video` (its path), `item` (its id in the index), `start`, `end`, `score`,
+    `windows` (how many merged), `shot`, and `labels` (the best window's top action and object).
     """
     if not index.has_moments:
         raise ValueError("this index holds whole videos, not moments; rebuild it with the Kinetics model "
@@ -102,6 +102,7 @@ def search_moments(index, queries, k=5):
             best = next(j for s, j in zip(srow, jrow, strict=True)
                         if j >= 0 and index.videos[j] == m["video"] and m["start"] <= index.starts[j] < m["end"])  # fmt: skip
             m["labels"] = index.labels[best] if index.labels else []
+            m["item"] = parse_moment_id(index.ids[best])[0]  # the video's id in the index
         results.append(moments)
     return results
 

@@ -99,12 +99,13 @@ class Segmenter:
     (called only if the frame lands on the sampling grid). `cut=True` says a new shot starts at this frame.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, frame_s=None):
         self.config = config
         self.step = config.window_s / config.frames  # the sampling grid
         self.shots, self.gaps, self.reordered = [], [], 0  # shots: [start, end] in seconds
-        self._last_time, self._last_frame, self._frame_s = None, None, None
-        self._shot_start = None
+        self._last_time, self._last_frame = None, None
+        self._frame_s = frame_s  # one frame's duration: the shortest gap seen, else this hint (1 / fps)
+        self._shot_start, self._seen_gap = None, None
 
     # === Input ===
     def push(self, time, frame, cut):
@@ -121,7 +122,8 @@ class Segmenter:
                 self.gaps.append([round(end, 3), round(time, 3)])
                 cut = True
             else:
-                self._frame_s = gap if self._frame_s is None else min(self._frame_s, gap)
+                self._frame_s = gap if self._seen_gap is None else min(self._seen_gap, gap)
+                self._seen_gap = self._frame_s
                 out += self._sample_until(time)
                 if cut:
                     out += self._end_shot(time)

