@@ -7,8 +7,9 @@ gRPC). A reader thread keeps a few windows queued, so decoding and inference ove
 memory holds at most `queue + batch` windows, whatever the video's length.
 
 Per window the result keeps the top labels of each kind and the embedding; the whole
-video's label scores are the duration-weighted mean of the windows' probabilities,
-accumulated as it goes.
+video's label scores are the duration-weighted mean of the windows' top-label scores (a label
+outside a window's top 5 counts as 0 there), accumulated as it goes, so nothing but the
+signature's outputs is needed (a TF Serving endpoint has no metadata file to read).
 
 Example:
 
@@ -56,7 +57,7 @@ class VideoAnalysis:
     shots: list  # [[start, end]] seconds
     gaps: list  # [[start, end]]: time with no frames (timestamps that jump)
     duration: float
-    video_labels: dict  # {kind: [(label, score)]}: duration-weighted over the windows
+    video_labels: dict  # {kind: [(label, score)]}: duration-weighted over the windows' top labels
     stats: dict  # the decoder's counts: frames, reordered timestamps, where decoding stopped
 
     def embeddings(self):
@@ -145,8 +146,6 @@ def analyze_video(client, path, config=SegmentConfig(), batch_size=4, progress=T
     check_signature(client)
     info = probe(path)
     check_duration(path, info, config)
-    meta = client.metadata() or {}
-    names = {"action": meta.get("labels"), "object": meta.get("object_labels")}
     total = duration_s(info)
     stats, windows, batch = {}, [], []
     sums, covered = {}, 0.0
@@ -161,8 +160,8 @@ def analyze_video(client, path, config=SegmentConfig(), batch_size=4, progress=T
         for i, window in enumerate(batch):
             weight = window.end - window.start
             for kind in KINDS:
-                p = out[f"{kind}_probabilities"][i]
-                sums[kind] = sums.get(kind, 0.0) + weight * p
+                for label, score in _top(out[f"{kind}_labels"][i], out[f"{kind}_scores"][i]):
+                    sums.setdefault(kind, {})[label] = sums.get(kind, {}).get(label, 0.0) + weight * score
             windows.append(WindowResult(
                 window.start, window.end, window.shot,
                 actions=_top(out["action_labels"][i], out["action_scores"][i]),
@@ -186,12 +185,11 @@ def analyze_video(client, path, config=SegmentConfig(), batch_size=4, progress=T
         flush()
     finally:
         bar.close()
-    video_labels = {}
-    for kind in KINDS:
-        if kind in sums and names[kind]:
-            mean = sums[kind] / max(covered, 1e-9)
-            top = np.argsort(-mean)[:5]
-            video_labels[kind] = [(names[kind][j], float(mean[j])) for j in top]
+    video_labels = {
+        kind: sorted(((label, total_score / max(covered, 1e-9)) for label, total_score in sums[kind].items()),
+                     key=lambda x: -x[1])[:5]
+        for kind in KINDS if kind in sums
+    }  # fmt: skip
     duration = max([total] + [w.end for w in windows])
     return VideoAnalysis(str(path), windows, stats.get("shots", []), stats.get("gaps", []), duration, video_labels,
                          {k: v for k, v in stats.items() if k not in ("shots", "gaps")})  # fmt: skip

@@ -62,9 +62,12 @@ def tracks(windows, min_score=MIN_SCORE, kinds=KINDS, extra=None):
 def own_label_scores(client, windows, labels):
     """Per window, the user's `labels` as `[(label, probability)]` best first, from the windows'
     embeddings: the same prototypes and temperature as the export's `classify_labels`."""
-    meta = client.metadata() or {}
-    prompts = meta.get("prompts") or ["{}"]
-    temperature = float(meta.get("label_temperature", 0.05))
+    from kmm.pretrained.concepts import LABEL_TEMPERATURE
+    from kmm.pretrained.kinetics import PROMPTS
+
+    meta = client.metadata() or {}  # a TF Serving endpoint has none: the Kinetics export's own values
+    prompts = meta.get("prompts") or list(PROMPTS)
+    temperature = float(meta.get("label_temperature", LABEL_TEMPERATURE))
     prototypes = label_prototypes(client, labels, prompts)
     sims = np.stack([w.embedding for w in windows]) @ prototypes.T  # (windows, labels)
     probs = _softmax(sims / temperature)

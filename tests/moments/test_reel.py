@@ -135,3 +135,26 @@ def test_a_model_without_segments_is_a_clear_error(tiny_quickstart, reel, capsys
     _, model, _ = tiny_quickstart
     assert main(["classify", str(reel[0]), "--timeline", "--model", str(model)]) == 2
     assert "has no `label_segments` signature" in capsys.readouterr().err
+
+
+def test_tf_serving_rest_and_grpc_answer_the_same_timeline_and_moments(reel, reel_export, capsys):
+    """Through TF Serving's wire formats (the test double runs the same SavedModel)."""
+    from kmm.cli import main
+    from tests.serving.fake_tf_serving import FakeTFServing
+
+    def run(argv):
+        assert main(argv) == 0
+        return json.loads(capsys.readouterr().out)
+
+    local_timeline = run(["classify", str(reel[0]), "--timeline", "--json", "--model", str(reel_export)])
+    local_hits = run(["search", reel[1][1][3], "--json", "--model", str(reel_export)])
+    with FakeTFServing(reel_export.parent.parent) as server:
+        for url in (server.rest_url, server.grpc_target):
+            remote = ["--model", url, "--name", "kinetics"]
+            timeline = run(["classify", str(reel[0]), "--timeline", "--json", *remote])
+            assert [t["label"] for t in timeline["tracks"]] == [t["label"] for t in local_timeline["tracks"]]
+            assert timeline["shots"] == local_timeline["shots"] and timeline["labels"] == local_timeline["labels"]
+            hits = run(["search", reel[1][1][3], "--json", *remote])
+            assert [(h["start"], h["end"]) for h in hits[0]["hits"]] == [
+                (h["start"], h["end"]) for h in local_hits[0]["hits"]
+            ]
