@@ -80,13 +80,18 @@ def _normalize(x):
 
 
 def prototypes(text_encoder, texts_per_concept, prompts, batch_size=128):
-    """`(concepts, dim)` unit-norm prototypes: each concept's texts in each prompt, embedded, averaged."""
+    """`(concepts, dim)` unit-norm prototypes: each concept's texts in each prompt, embedded, averaged.
+
+    Texts are embedded shortest first, so a batch pads to lengths alike (glosses are long).
+    """
     texts, owners = [], []
     for i, names in enumerate(texts_per_concept):
         for name in names:
             for prompt in prompts:
                 texts.append(prompt.format(name))
                 owners.append(i)
+    order = sorted(range(len(texts)), key=lambda j: len(texts[j]))
+    texts, owners = [texts[j] for j in order], [owners[j] for j in order]
     embedded = tf.concat(
         [_normalize(text_encoder(tf.constant(texts[i : i + batch_size]))) for i in range(0, len(texts), batch_size)],
         axis=0,
