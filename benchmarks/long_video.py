@@ -112,7 +112,7 @@ def main():
     args = parser.parse_args()
     if args.child:
         return child(*args.child)
-    from kmm.moments.segments import SegmentConfig
+    from kmm.data.segments import SegmentConfig
     from kmm.serving.client import LocalClient
 
     root = Path(tempfile.mkdtemp(prefix="kmm-long-video-"))

@@ -96,7 +96,7 @@ def _timeline(_client, _on_progress, client_key, path, mtime_ns):
 def _show_timeline(client, path, name):
     """Shots, the label timeline plot and the windows' frames of a long video."""
     from kmm.data.decoder import probe
-    from kmm.moments.stream import duration_s
+    from kmm.data.shot_stream import duration_s
 
     bar = st.progress(0.0, text="Labelling the video, window by window")
 
@@ -125,8 +125,8 @@ def _show_timeline(client, path, name):
 def _is_long(client, path):
     """A long video, and a model that labels its windows: the timeline is shown."""
     from kmm.data.decoder import probe
+    from kmm.data.shot_stream import duration_s
     from kmm.moments.cli import LONG_VIDEO_S
-    from kmm.moments.stream import duration_s
 
     if path is None or "label_segments" not in (client.metadata() or {}).get("signatures", ()):
         return False

@@ -81,13 +81,13 @@ def read_frames(path, indices, size=None, mode="crop", info=None, deadline_s=DEC
 
 
 def stream_windows(path, config, info=None, stats=None):
-    """`kmm.moments.stream.decode_windows` in a worker process: yields `Window`s.
+    """`kmm.data.shot_stream.decode_windows` in a worker process: yields `Window`s.
 
     Each window must arrive within `config.window_deadline_s + GRACE_S` (a deadline per
     window, not per file, so a two-hour video is not cut short). `stats` receives the
     worker's closing counts (shots, gaps, frames, where decoding stopped).
     """
-    from kmm.moments.segments import Window
+    from kmm.data.segments import Window
 
     info = info or probe(path)
     request = {"op": "windows", "path": os.fspath(path), "config": config.to_json(), "info": dataclasses.asdict(info)}
@@ -294,8 +294,8 @@ def _serve(memory_bytes):
 
 
 def _windows(request, out):
-    from kmm.moments.segments import SegmentConfig
-    from kmm.moments.stream import decode_windows
+    from kmm.data.segments import SegmentConfig
+    from kmm.data.shot_stream import decode_windows
 
     stats = {}
     config = SegmentConfig(**request["config"])

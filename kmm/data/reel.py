@@ -38,7 +38,7 @@ def join_clips(clips, out, width=640, height=360, fps=25, repeat=1):
     """Writes `clips` (paths), each letterboxed to `width x height` at `fps`, one after another
     `repeat` times, as H.264 mp4 `out`; returns `(out, [Part, ...])`."""
     from kmm.data.decoder import probe
-    from kmm.moments.stream import duration_s
+    from kmm.data.shot_stream import duration_s
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

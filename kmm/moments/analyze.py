@@ -26,7 +26,7 @@ import threading
 import numpy as np
 from tqdm.auto import tqdm
 
-from kmm.moments.segments import SegmentConfig
+from kmm.data.segments import SegmentConfig
 
 SIGNATURE = "label_segments"
 KINDS = ("action", "object")
@@ -138,10 +138,10 @@ def analyze_video(client, path, config=SegmentConfig(), batch_size=4, progress=T
         queue_depth: int. Decoded windows waiting for the model. Defaults to `8`.
 
     Raises:
-        VideoDecodeError: the file cannot be used (see `kmm.moments.stream.decode_windows`).
+        VideoDecodeError: the file cannot be used (see `kmm.data.shot_stream.decode_windows`).
     """
     from kmm.data.decoder import probe
-    from kmm.moments.stream import check_duration, duration_s
+    from kmm.data.shot_stream import check_duration, duration_s
 
     check_signature(client)
     info = probe(path)

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from kmm.moments.segments import SegmentConfig
+from kmm.data.segments import SegmentConfig
 
 LONG_VIDEO_S = 30.0  # `kmm classify` suggests --timeline above this
 
@@ -44,7 +44,7 @@ def classify_own_labels(client, videos, frames, labels):
 
 def long_video_hint(videos):
     from kmm.data.decoder import probe
-    from kmm.moments.stream import duration_s
+    from kmm.data.shot_stream import duration_s
 
     for video in videos:
         seconds = duration_s(probe(video))
@@ -131,8 +131,8 @@ def search_hits(client, args):
 def _whole(video, score, item=None, caption=""):
     """A whole-video hit: it starts at 0 and ends where the file does (None when not readable here)."""
     from kmm.data.decoder import probe
+    from kmm.data.shot_stream import duration_s
     from kmm.data.video_io import VideoDecodeError
-    from kmm.moments.stream import duration_s
 
     try:
         end = round(duration_s(probe(video)), 3)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from kmm.data.report import DataReport
-from kmm.moments.segments import SegmentConfig
+from kmm.data.segments import SegmentConfig
 
 CANDIDATES = 10  # windows ranked per moment asked for, before merging
 TOUCH_S = 0.05

@@ -67,7 +67,7 @@ class PretrainedConfig:
     object_encoder: str = FRAME_HANDLE
     object_weight: float = OBJECT_WEIGHT
     object_naming: str = OBJECT_NAMING
-    segment_frames: int = 16  # frames of one window of a long video (kmm.moments.segments.SegmentConfig)
+    segment_frames: int = 16  # frames of one window of a long video (kmm.data.segments.SegmentConfig)
 
 
 def class_prototypes(text_encoder, labels, prompts=PROMPTS, batch_size=128):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from kmm.data.segments import SegmentConfig
 from kmm.moments.analyze import analyze_video
-from kmm.moments.segments import SegmentConfig
 from tests.moments.test_segments import _cuts_clip
 
 

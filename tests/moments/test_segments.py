@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from kmm.data.segments import SegmentConfig, Segmenter
 from kmm.data.video_io import VideoDecodeError
-from kmm.moments.segments import SegmentConfig, Segmenter
 
 CONFIG = SegmentConfig(window_s=1.0, frames=4, size=8)
 
@@ -101,7 +101,7 @@ def _cuts_clip(path, colours, seconds=1.0, fps=25, size=(64, 48)):
 
 
 def test_decode_windows_finds_hard_cuts(tmp_path):
-    from kmm.moments.stream import decode_windows
+    from kmm.data.shot_stream import decode_windows
 
     path = _cuts_clip(tmp_path / "cuts.mp4", [(230, 230, 230), (20, 20, 20), (200, 30, 30)], seconds=2.0)
     stats = {}
@@ -113,7 +113,7 @@ def test_decode_windows_finds_hard_cuts(tmp_path):
 
 def test_the_worker_gives_the_same_windows(tmp_path):
     from kmm.data.decoder import stream_windows
-    from kmm.moments.stream import decode_windows
+    from kmm.data.shot_stream import decode_windows
 
     path = _cuts_clip(tmp_path / "cuts.mp4", [(230, 230, 230), (20, 20, 20)], seconds=1.5)
     config = SegmentConfig(size=32)
@@ -175,7 +175,7 @@ def test_longer_than_the_cap_is_refused_before_decoding(tmp_path):
 
 
 def test_a_window_past_its_deadline_times_out(tmp_path, monkeypatch):
-    from kmm.moments import stream
+    from kmm.data import shot_stream as stream
 
     path = _cuts_clip(tmp_path / "slow.mp4", [(120, 80, 40)], seconds=2.0)
     clock = iter(np.arange(0, 1000, 0.5))  # every frame "takes" half a second

@@ -1,4 +1,4 @@
-"""Decoding a long video once, front to back, into shot-aware windows (`kmm.moments.segments`).
+"""Decoding a long video once, front to back, into shot-aware windows (`kmm.data.segments`).
 
 `decode_windows` runs in whichever process calls it; `kmm.data.decoder.stream_windows` runs it
 in a decoder worker process with a deadline per window, which is what kmm's pipelines use.
@@ -8,7 +8,7 @@ centre-cropped, so the cost per frame is one decode and one small resize.
 
 Example:
 
->>> from kmm.moments.segments import SegmentConfig
+>>> from kmm.data.segments import SegmentConfig
 >>> for window in decode_windows("long.mp4", SegmentConfig()):  # doctest: +SKIP
 ...     print(window.start, window.end, window.frames.shape)
 0.0 2.56 (16, 224, 224, 3)
@@ -20,8 +20,8 @@ import time
 import cv2
 
 from kmm.data import video_io
+from kmm.data.segments import Segmenter
 from kmm.data.video_io import VideoDecodeError
-from kmm.moments.segments import Segmenter
 
 
 def duration_s(info):
@@ -75,7 +75,7 @@ def decode_windows(path, config, info=None, stats=None):
 
     Args:
         path: str or Path. The video file.
-        config: `kmm.moments.segments.SegmentConfig`.
+        config: `kmm.data.segments.SegmentConfig`.
         info: `VideoInfo` or None. From `probe`; probed here when None.
         stats: dict or None. Filled with `frames`, `shots`, `gaps`, `reordered` and, when
             decoding stopped before the last packet, `stopped_at` (seconds).
