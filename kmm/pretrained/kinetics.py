@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from kmm import specs
+from kmm.data.segments import SegmentConfig
 from kmm.hub.hub_layer import HubLayer
 from kmm.pretrained.concepts import (
     LABEL_TEMPERATURE,
@@ -67,7 +68,7 @@ class PretrainedConfig:
     object_encoder: str = FRAME_HANDLE
     object_weight: float = OBJECT_WEIGHT
     object_naming: str = OBJECT_NAMING
-    segment_frames: int = 16  # frames of one window of a long video (kmm.data.segments.SegmentConfig)
+    segment_frames: int = SegmentConfig.frames  # frames of one window of a long video
 
 
 def class_prototypes(text_encoder, labels, prompts=PROMPTS, batch_size=128):
@@ -195,26 +196,21 @@ def concept_signatures(models, config, limits, top=TOP_LABELS):
     }
 
 
-def build_kinetics(num_frames=NUM_FRAMES, prompts=PROMPTS, object_weight=OBJECT_WEIGHT, naming=OBJECT_NAMING):
-    """Returns `(KineticsModels, PretrainedConfig)` with the concept prototypes computed.
-
-    `object_weight` and `naming` are `kmm.pretrained.concepts`' `OBJECT_WEIGHT` and
-    `OBJECT_NAMING` unless given (benchmarks compare other values).
-    """
+def build_kinetics(num_frames=NUM_FRAMES, prompts=PROMPTS):
+    """Returns `(KineticsModels, PretrainedConfig)` with the concept prototypes computed."""
     from kmm.encoders.video_encoder import read_labels
     from kmm.hub.handles import resolve_handle
 
     labels = tuple(read_labels(resolve_handle(VIDEO_HANDLE)))
     classes = imagenet_classes()
     config = PretrainedConfig(labels=labels, num_frames=num_frames, prompts=tuple(prompts),
-                              object_labels=tuple(c.names[0] for c in classes), object_weight=object_weight,
-                              object_naming=naming)  # fmt: skip
+                              object_labels=tuple(c.names[0] for c in classes))  # fmt: skip
     video = HubLayer(VIDEO_HANDLE, name="i3d")
     frames = HubLayer(FRAME_HANDLE, name="efficientnet")
     text = HubLayer(TEXT_HANDLE, output_key=specs.POOLED_OUTPUT, name="minilm")
     models = KineticsModels(config, video, frames, text)
     models.spread.action_prototypes.assign(class_prototypes(text, labels, prompts))
-    models.spread.object_prototypes.assign(prototypes(text, [object_texts(c, naming) for c in classes],
+    models.spread.object_prototypes.assign(prototypes(text, [object_texts(c, config.object_naming) for c in classes],
                                                       OBJECT_PROMPTS))  # fmt: skip
     return models, config
 
@@ -230,8 +226,7 @@ class _LocalEmbedder:
         self.functions = {name: fn for name, (fn, _) in concept_signatures(models, config, limits=None).items()}
 
     def metadata(self):
-        return {"num_frames": self.config.num_frames, "frame_size": self.config.frame_size,
-                "labels": list(self.config.labels), "object_labels": list(self.config.object_labels)}  # fmt: skip
+        return {"num_frames": self.config.num_frames, "frame_size": self.config.frame_size}
 
     def signatures(self):
         return dict.fromkeys(self.functions)
