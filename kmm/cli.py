@@ -7,10 +7,8 @@ import os
 import sys
 import time
 
-from kmm import run_folder, specs
+from kmm import __version__, logs, run_folder, specs
 from kmm.models.config import FUSIONS
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _cmd_encoders_build(args):
@@ -227,6 +225,12 @@ def build_parser():
         prog="kmm",
         description="kmm: video-text multimodal learning with TensorFlow, Keras 3 and TF-Hub encoders.",
     )
+    parser.add_argument("--version", action="version", version=f"kmm {__version__}")
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help=f"Also show TensorFlow's C++ log lines and other packages' warnings (hidden by default; "
+        f"or set {logs.VERBOSE_ENV}=1). Accepted anywhere on the line.",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     quick = sub.add_parser(
@@ -389,5 +393,12 @@ def main(argv=None):
         return 2
 
 
+def run():
+    """The `kmm` console script: quiet output unless `--verbose` (anywhere on the line), then `main`."""
+    argv = sys.argv[1:]
+    logs.quiet(logs.verbose_requested(argv))  # before anything imports TensorFlow
+    sys.exit(main([a for a in argv if a != "--verbose"]))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -23,7 +23,7 @@ def _default_model():
 def _client(args):
     from kmm.serving.client import connect
 
-    return connect(args.model, args.name, args.version)
+    return connect(args.model, args.name, args.version, ca_cert=getattr(args, "ca_cert", None))
 
 
 def _cmd_export(args):
@@ -165,10 +165,13 @@ def _cmd_demo(args):
 
 def add_model_arguments(parser):
     parser.add_argument("--model", default=_default_model(),
-                        help="Local export folder, http://host:8501 (TF Serving REST) or grpc://host:8500 "
+                        help="Local export folder, http(s)://host:8501 (TF Serving REST) or grpc://host:8500 (grpcs:// for TLS) "
                         "(default: saved_models/kinetics when it exists, else saved_models/kmm).")  # fmt: skip
     parser.add_argument("--name", default=DEFAULT_NAME, help="Model name on TF Serving (default: kmm).")
     parser.add_argument("--version", help="Model version (default: the newest).")
+    parser.add_argument("--ca-cert", metavar="PEM",
+                        help="CA certificate(s) for an https:// or grpcs:// (TLS) --model "
+                        "(default: $KMM_CA_CERT, else the system's roots).")  # fmt: skip
 
 
 def add_serving_commands(sub):

@@ -25,12 +25,12 @@ def replacing(path):
 
     Example:
 
-    >>> import tempfile
-    >>> target = Path(tempfile.mkdtemp()) / "items.json"
-    >>> with replacing(target) as tmp:
-    ...     _ = tmp.write_text("{}")
-    >>> target.read_text()
-    '{}'
+        >>> import tempfile
+        >>> target = Path(tempfile.mkdtemp()) / "items.json"
+        >>> with replacing(target) as tmp:
+        ...     _ = tmp.write_text("{}")
+        >>> target.read_text()
+        '{}'
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer

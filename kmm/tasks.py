@@ -7,9 +7,9 @@ builders take their targets from it, so adding a task is one entry here plus its
 
 Example:
 
->>> from kmm.models.config import PRESETS
->>> [task.output for task in selected(PRESETS["tiny"].replace(labels=("a", "b")))]
-['logits', 'similarity']
+    >>> from kmm.models.config import PRESETS
+    >>> [task.output for task in selected(PRESETS["tiny"].replace(labels=("a", "b")))]
+    ['logits', 'similarity']
 """
 
 import dataclasses

@@ -5,9 +5,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from kmm.data import sampling
-from kmm.data.decoder import read_frames
+from kmm.data.config import DataConfig
+from kmm.data.decoder import probe_rows, read_frames
 from kmm.data.manifest import read_manifest
-from kmm.data.pipeline import DataConfig, probe_rows
 from kmm.data.report import DataReport
 from kmm.data.video_io import VideoDecodeError
 
@@ -17,10 +17,10 @@ def check_manifest(path, config=DataConfig(), label_names=None, strict=False, pr
 
     Example:
 
-    >>> report = check_manifest("manifest.csv")  # doctest: +SKIP
-    >>> print(report.summary())  # doctest: +SKIP
-    rows read 4 = used 3 + skipped 1
-      skipped     1  missing
+        >>> report = check_manifest("manifest.csv")  # doctest: +SKIP
+        >>> print(report.summary())  # doctest: +SKIP
+        rows read 4 = used 3 + skipped 1
+          skipped     1  missing
     """
     report = DataReport()
     rows = read_manifest(path, report, label_names=label_names, strict=strict, video_root=config.video_root)

@@ -12,12 +12,13 @@ could otherwise send the parent a pickle that runs code.
 
 Example:
 
->>> from kmm.data.decoder import read_frames
->>> read_frames("clip.mp4", [0, 4, 8], size=112).shape  # doctest: +SKIP
-(3, 112, 112, 3)
+    >>> from kmm.data.decoder import read_frames
+    >>> read_frames("clip.mp4", [0, 4, 8], size=112).shape  # doctest: +SKIP
+    (3, 112, 112, 3)
 """
 
 import atexit
+import concurrent.futures
 import dataclasses
 import functools
 import json
@@ -317,3 +318,25 @@ def _read(request):
 
 if __name__ == "__main__":
     _serve(int(sys.argv[1]))
+
+
+def probe_rows(rows, report, strict=False, workers=4):
+    """Probes every row's video; returns `[(row, VideoInfo)]` for the usable ones."""
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(_safe_probe, [r.video for r in rows]))
+    usable = []
+    for row, (info, error) in zip(rows, results, strict=True):
+        if error is not None:
+            if strict:
+                raise error
+            report.skip(row.index, row.video, error.reason, error.detail)
+        else:
+            usable.append((row, info))
+    return usable
+
+
+def _safe_probe(path):
+    try:
+        return probe(path), None
+    except VideoDecodeError as e:
+        return None, e

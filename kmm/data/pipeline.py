@@ -12,55 +12,16 @@ Decoding runs in Python (OpenCV releases the GIL) through `tf.numpy_function`; t
 for training but never enters an exported serving graph.
 """
 
-import concurrent.futures
-import dataclasses
-
 import numpy as np
 import tensorflow as tf
 
 from kmm import specs
 from kmm.data import sampling
-from kmm.data.decoder import probe, read_frames
+from kmm.data.config import DataConfig, stream_of_epochs  # noqa: F401  (public here too)
+from kmm.data.decoder import probe_rows, read_frames  # noqa: F401
 from kmm.data.report import DataReport
+from kmm.data.shards import is_shard_folder, read_marker, shard_dataset
 from kmm.data.video_io import VideoDecodeError
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """How clips are sampled and batched."""
-
-    num_frames: int = 8
-    frame_size: int = 112
-    sampling: str = "uniform"  # Choose from ['uniform', 'random_segment', 'dense']
-    dense_stride: int = 2
-    resize: str = "crop"  # Choose from ['crop', 'resize']
-    batch_size: int = 16
-    seed: int = 0
-    cache: bool = False  # keep decoded clips in memory after the first epoch (evaluation sampling only)
-    drop_remainder: bool = False  # full batches only (each epoch's last partial batch dropped)
-    video_root: str | None = None  # videos must be inside it (default: the manifest's folder); see read_manifest
-
-
-def probe_rows(rows, report, strict=False, workers=4):
-    """Probes every row's video; returns `[(row, VideoInfo)]` for the usable ones."""
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(_safe_probe, [r.video for r in rows]))
-    usable = []
-    for row, (info, error) in zip(rows, results, strict=True):
-        if error is not None:
-            if strict:
-                raise error
-            report.skip(row.index, row.video, error.reason, error.detail)
-        else:
-            usable.append((row, info))
-    return usable
-
-
-def _safe_probe(path):
-    try:
-        return probe(path), None
-    except VideoDecodeError as e:
-        return None, e
 
 
 class _ClipLoader:
@@ -114,8 +75,8 @@ def build_dataset(rows, label_names=None, config=DataConfig(), training=False, r
 
     Example:
 
-    >>> rows = read_manifest("manifest.csv")  # doctest: +SKIP
-    >>> ds = build_dataset(rows, ["run", "jump"], DataConfig(num_frames=8))  # doctest: +SKIP
+        >>> rows = read_manifest("manifest.csv")  # doctest: +SKIP
+        >>> ds = build_dataset(rows, ["run", "jump"], DataConfig(num_frames=8))  # doctest: +SKIP
     """
     report = report if report is not None else DataReport()
     usable = probe_rows(rows, report, strict=strict)
@@ -168,17 +129,6 @@ def build_dataset(rows, label_names=None, config=DataConfig(), training=False, r
     return ds.batch(config.batch_size, config.drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
-def stream_of_epochs(seed, first_epoch, one_epoch):
-    """`one_epoch(key)` for epochs `first_epoch`, `first_epoch + 1`, ... one after another;
-    `key = [seed, epoch]` (int64), for stateless random ops: an epoch's draws are the same
-    whenever it is read, so a fit resumed at epoch k reads what an uninterrupted one did.
-    (Stateless ops, not `Dataset.shuffle(seed=<tensor>)`, which fails in graph mode when the
-    global seed is 0.)"""
-    return tf.data.Dataset.range(first_epoch, 2**62).flat_map(
-        lambda epoch: one_epoch(tf.stack([tf.constant(seed, tf.int64), epoch]))
-    )
-
-
 def _is_ok(element, ok):
     return ok
 
@@ -198,7 +148,6 @@ def dataset_from_manifest(
         require: columns that must be non-empty, e.g. `("caption",)` for retrieval.
     """
     from kmm.data.manifest import read_manifest
-    from kmm.data.shards import is_shard_folder, shard_dataset
 
     if is_shard_folder(path):
         return shard_dataset(path, label_names, config, training, split, require, first_epoch=first_epoch)
@@ -219,7 +168,6 @@ def data_summary(source, video_root=None):
     """`{split: {"clips": n, "labels": {name: count}, "captioned": n}}` of a manifest (its
     rows) or a shard folder (its clips)."""
     from kmm.data.manifest import read_manifest
-    from kmm.data.shards import is_shard_folder, read_marker
 
     if is_shard_folder(source):
         return read_marker(source)["stats"]

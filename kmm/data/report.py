@@ -21,10 +21,10 @@ class DataReport:
 
     Example:
 
-    >>> report = DataReport()
-    >>> report.read(2); report.used(1); report.skip(1, "a.mp4", "missing", "no such file")
-    >>> report.reconciles()
-    True
+        >>> report = DataReport()
+        >>> report.read(2); report.used(1); report.skip(1, "a.mp4", "missing", "no such file")
+        >>> report.reconciles()
+        True
     """
 
     def __init__(self):

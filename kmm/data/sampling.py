@@ -50,8 +50,8 @@ def sample_indices(length, num_frames, strategy="uniform", rng=None, stride=2):
 
     Example:
 
-    >>> sample_indices(100, 4).tolist()
-    [12, 37, 62, 87]
+        >>> sample_indices(100, 4).tolist()
+        [12, 37, 62, 87]
     """
     if strategy == "uniform":
         return uniform(length, num_frames)

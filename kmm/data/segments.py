@@ -18,13 +18,13 @@ previous frame and counted (`Segmenter.reordered`).
 
 Example:
 
->>> import numpy as np
->>> seg = Segmenter(SegmentConfig(window_s=1.0, frames=4, size=8))
->>> frame = np.zeros((8, 8, 3), np.uint8)
->>> windows = [w for i in range(75) for w in seg.push(i / 25, frame, cut=False)]
->>> windows += seg.finish(3.0)
->>> [(w.start, w.end, len(w.frames)) for w in windows]
-[(0.0, 1.0, 4), (1.0, 2.0, 4), (2.0, 3.0, 4)]
+    >>> import numpy as np
+    >>> seg = Segmenter(SegmentConfig(window_s=1.0, frames=4, size=8))
+    >>> frame = np.zeros((8, 8, 3), np.uint8)
+    >>> windows = [w for i in range(75) for w in seg.push(i / 25, frame, cut=False)]
+    >>> windows += seg.finish(3.0)
+    >>> [(w.start, w.end, len(w.frames)) for w in windows]
+    [(0.0, 1.0, 4), (1.0, 2.0, 4), (2.0, 3.0, 4)]
 """
 
 import dataclasses

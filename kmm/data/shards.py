@@ -13,8 +13,8 @@ workers, its own records (DATA sharding, with a warning).
 
 Example:
 
->>> write_shards("data/manifest.csv", "data/shards", num_shards=8)  # doctest: +SKIP
->>> ds, report = shard_dataset("data/shards", ["run", "jump"], DataConfig(), split="train")  # doctest: +SKIP
+    >>> write_shards("data/manifest.csv", "data/shards", num_shards=8)  # doctest: +SKIP
+    >>> ds, report = shard_dataset("data/shards", ["run", "jump"], DataConfig(), split="train")  # doctest: +SKIP
 """
 
 import concurrent.futures
@@ -97,9 +97,8 @@ def write_shards(manifest, out_dir, num_shards=8, frames=DEFAULT_FRAMES, size=DE
 
     Returns the `DataReport`; the folder's `shards.json` records it too.
     """
-    from kmm.data.decoder import read_frames
+    from kmm.data.decoder import probe_rows, read_frames
     from kmm.data.manifest import read_manifest
-    from kmm.data.pipeline import probe_rows
     from kmm.data.video_io import VideoDecodeError
 
     if num_shards < 1 or frames < 1 or size < 8:
@@ -251,7 +250,7 @@ def shard_dataset(folder, label_names=None, config=None, training=False, split=N
     Returns:
         `(dataset, report)`.
     """
-    from kmm.data.pipeline import DataConfig, stream_of_epochs
+    from kmm.data.config import DataConfig, stream_of_epochs
 
     config = config or DataConfig()
     report = report if report is not None else DataReport()

@@ -8,10 +8,10 @@ centre-cropped, so the cost per frame is one decode and one small resize.
 
 Example:
 
->>> from kmm.data.segments import SegmentConfig
->>> for window in decode_windows("long.mp4", SegmentConfig()):  # doctest: +SKIP
-...     print(window.start, window.end, window.frames.shape)
-0.0 2.56 (16, 224, 224, 3)
+    >>> from kmm.data.segments import SegmentConfig
+    >>> for window in decode_windows("long.mp4", SegmentConfig()):  # doctest: +SKIP
+    ...     print(window.start, window.end, window.frames.shape)
+    0.0 2.56 (16, 224, 224, 3)
 """
 
 import os

@@ -1,5 +1,6 @@
 """Which model the demo talks to, and the gallery it searches."""
 
+import filecmp
 import hashlib
 import os
 from pathlib import Path
@@ -81,21 +82,30 @@ def open_client(target, model_name=specs.MODEL_NAME, version=None):
 
 def gallery_sources(export_dir=None, user_folder=None):
     """`(videos, ids, captions)` to index: the export's gallery clips, the real sample videos
-    and the videos under `user_folder` (ids `videos/<relative path>`), each file once."""
+    and the videos under `user_folder` (ids `videos/<relative path>`), each video once: a file
+    reached by two paths, or the same bytes in two places (the export's gallery and the sample
+    videos are often the same clips), keeps its first id."""
     from kmm.data.manifest import read_manifest
     from kmm.data.samples import default_dir, fetch_samples
     from kmm.serving.export import read_gallery
     from kmm.serving.index import find_videos
 
-    videos, ids, captions, seen = [], [], [], set()
+    videos, ids, captions = [], [], []
+    seen, by_size = set(), {}
 
     def add(video, item, caption):
-        key = Path(video).resolve()
-        if key not in seen and key.exists():
-            seen.add(key)
-            videos.append(str(video))
-            ids.append(item)
-            captions.append(caption or "")
+        path = Path(video)
+        try:
+            key, size = path.resolve(), path.stat().st_size
+        except OSError:  # gone since the export was made: nothing to show
+            return
+        if key in seen or any(filecmp.cmp(path, other, shallow=False) for other in by_size.get(size, ())):
+            return
+        seen.add(key)
+        by_size.setdefault(size, []).append(path)
+        videos.append(str(video))
+        ids.append(item)
+        captions.append(caption or "")
 
     gallery = read_gallery(export_dir) if export_dir else None
     if gallery and gallery.get("videos"):

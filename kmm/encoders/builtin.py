@@ -204,8 +204,8 @@ def build_encoders(names=PRETRAINED, root=None, force=False, progress=True):
 
     Example:
 
-    >>> build_encoders(["tiny-text"], root=tmp_path)  # doctest: +SKIP
-    {'tiny-text': (PosixPath('.../tiny-text'), 2.1, 'built')}
+        >>> build_encoders(["tiny-text"], root=tmp_path)  # doctest: +SKIP
+        {'tiny-text': (PosixPath('.../tiny-text'), 2.1, 'built')}
     """
     names = list(names)
     parsed = {n: parse_name(n) for n in names}

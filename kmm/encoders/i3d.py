@@ -96,9 +96,9 @@ def build_i3d(num_classes=400):
 
     Example:
 
-    >>> model = build_i3d()
-    >>> sorted(model.output)
-    ['logits', 'mixed_5c', 'pooled']
+        >>> model = build_i3d()
+        >>> sorted(model.output)
+        ['logits', 'mixed_5c', 'pooled']
     """
     frames = keras.Input((None, None, None, 3), name="frames")
     x = _unit(frames, 64, (7, 7, 7), "Conv3d_1a_7x7", stride=(2, 2, 2))

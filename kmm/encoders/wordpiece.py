@@ -19,10 +19,10 @@ class WordPieceTokenizer(tf.Module):
 
     Example:
 
-    >>> tok = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "cat"])
-    >>> ids, mask = tok(tf.constant(["a cat"]))
-    >>> ids.numpy().tolist()
-    [[2, 4, 5, 3]]
+        >>> tok = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "cat"])
+        >>> ids, mask = tok(tf.constant(["a cat"]))
+        >>> ids.numpy().tolist()
+        [[2, 4, 5, 3]]
     """
 
     def __init__(self, vocab, max_length=128, name=None):

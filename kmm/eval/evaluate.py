@@ -13,13 +13,15 @@ import numpy as np
 
 from kmm import specs
 from kmm.eval import metrics, plots
-from kmm.features.arrays import caption_group_ids, embed_arrays, predict_arrays
+from kmm.features.arrays import caption_group_ids, embed_arrays, feature_model, predict_arrays
 
 
-def evaluate_split(parts, arrays):
+def evaluate_split(parts, arrays, model=None):
+    """Classification and retrieval metrics of one split (`model`: `feature_model(parts, ...)`,
+    shared by the splits of one evaluation so its predict function is traced once)."""
     labels = list(parts.config.labels)
     result = {}
-    probabilities, _ = predict_arrays(parts, arrays)
+    probabilities, _ = predict_arrays(parts, arrays, model=model)
     if probabilities is not None:
         y_true, y_pred = arrays[specs.LABEL_ID], probabilities.argmax(1)
         known = y_true >= 0
@@ -39,30 +41,43 @@ def evaluate_split(parts, arrays):
     return result
 
 
+def _pct(x):
+    return None if x is None else f"{100 * x:.1f}"
+
+
+def _num(x):
+    return None if x is None else f"{x:.1f}"
+
+
+# (header, value of one split's results or None): a column shows when some split has a value.
+_COLUMNS = (
+    ("n", lambda r: r.get("classification", {}).get("n", r.get("retrieval", {}).get("text_to_video", {}).get("n"))),
+    ("accuracy", lambda r: _pct(r.get("classification", {}).get("accuracy"))),
+    ("macro F1", lambda r: _pct(r.get("classification", {}).get("macro_f1"))),
+    ("action acc", lambda r: _pct(r.get("classification_action", {}).get("accuracy"))),
+    ("referring acc", lambda r: _pct(r.get("classification_referring", {}).get("accuracy"))),
+    ("t->v R@1", lambda r: _num(r.get("retrieval", {}).get("text_to_video", {}).get("R@1"))),
+    ("R@5", lambda r: _num(r.get("retrieval", {}).get("text_to_video", {}).get("R@5"))),
+    ("R@10", lambda r: _num(r.get("retrieval", {}).get("text_to_video", {}).get("R@10"))),
+    ("MdR", lambda r: r.get("retrieval", {}).get("text_to_video", {}).get("median_rank")),
+    ("v->t R@1", lambda r: _num(r.get("retrieval", {}).get("video_to_text", {}).get("R@1"))),
+)
+
+
 def _markdown(results):
-    lines = ["| split | n | accuracy | macro F1 | action acc | referring acc | t->v R@1 | R@5 | R@10 | MdR | v->t R@1 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-
-    def pct(x):
-        return "-" if x is None else f"{100 * x:.1f}"
-
+    """The metrics as a Markdown table with the columns this run has ("-" where a split lacks one)."""
+    rows = {split: [get(r) for _, get in _COLUMNS] for split, r in results.items()}
     for split, r in results.items():
-        c = r.get("classification", {})
-        t2v = r.get("retrieval", {}).get("text_to_video", {})
-        v2t = r.get("retrieval", {}).get("video_to_text", {})
-        lines.append(
-            f"| {split} | {c.get('n', t2v.get('n', '-'))} | {pct(c.get('accuracy'))} | {pct(c.get('macro_f1'))} "
-            f"| {pct(r.get('classification_action', {}).get('accuracy'))} "
-            f"| {pct(r.get('classification_referring', {}).get('accuracy'))} "
-            f"| {t2v.get('R@1', float('nan')):.1f} | {t2v.get('R@5', float('nan')):.1f} "
-            f"| {t2v.get('R@10', float('nan')):.1f} | {t2v.get('median_rank', '-')} | {v2t.get('R@1', float('nan')):.1f} |"
-        )
         if "retrieval_groups" in r:  # a hit is any clip whose caption says the same thing
             g = r["retrieval_groups"]["text_to_video"]
-            lines.append(
-                f"| {split}, any clip of the caption's group (R@1 ceiling {g['expected_R@1_ceiling']:.1f}) | {g['n']} "
-                f"| - | - | - | - | {g['R@1']:.1f} | {g['R@5']:.1f} | {g['R@10']:.1f} | {g['median_rank']} | - |"
-            )
+            label = f"{split}, any clip of the caption's group (R@1 ceiling {g['expected_R@1_ceiling']:.1f})"
+            group = {"n": g["n"], "t->v R@1": _num(g["R@1"]), "R@5": _num(g["R@5"]), "R@10": _num(g["R@10"]),
+                     "MdR": g["median_rank"]}  # fmt: skip
+            rows[label] = [group.get(name) for name, _ in _COLUMNS]
+    keep = [i for i in range(len(_COLUMNS)) if any(values[i] is not None for values in rows.values())]
+    lines = ["| split | " + " | ".join(_COLUMNS[i][0] for i in keep) + " |", "|---" * (len(keep) + 1) + "|"]
+    for split, values in rows.items():
+        lines.append(f"| {split} | " + " | ".join("-" if values[i] is None else str(values[i]) for i in keep) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -70,7 +85,8 @@ def evaluate_run(parts, split_arrays, out_dir, history_csvs=()):
     """Evaluates every split; writes `metrics.json`, `metrics.md` and plots into `out_dir`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = {split: evaluate_split(parts, arrays) for split, arrays in split_arrays.items()}
+    model = feature_model(parts, next(iter(split_arrays.values()))) if parts.head is not None and split_arrays else None
+    results = {split: evaluate_split(parts, arrays, model) for split, arrays in split_arrays.items()}
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     (out_dir / "metrics.md").write_text(_markdown(results))
     for split, r in results.items():

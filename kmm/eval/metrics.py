@@ -22,9 +22,9 @@ def classification_metrics(y_true, y_pred, labels):
 
     Example:
 
-    >>> m = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], ["a", "b"])
-    >>> m["accuracy"], round(m["macro_f1"], 4)
-    (0.75, 0.7333)
+        >>> m = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], ["a", "b"])
+        >>> m["accuracy"], round(m["macro_f1"], 4)
+        (0.75, 0.7333)
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     cm = confusion_matrix(y_true, y_pred, len(labels))
@@ -81,8 +81,8 @@ def group_retrieval_metrics(similarity, groups, ks=(1, 5, 10)):
 
     Example:
 
-    >>> group_retrieval_metrics(np.eye(3)[[1, 0, 2]], [0, 0, 1], ks=(1,))["R@1"]  # rows 0, 1 hit each other
-    100.0
+        >>> group_retrieval_metrics(np.eye(3)[[1, 0, 2]], [0, 0, 1], ks=(1,))["R@1"]  # rows 0, 1 hit each other
+        100.0
     """
     sim = np.asarray(similarity, dtype=np.float64)
     groups = np.asarray(groups)

@@ -40,15 +40,20 @@ def plot_history(csv_paths, path):
                 rows += list(csv.DictReader(f))
     if not rows:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     # A classification-only model logs `acc` (Keras names a metric by its output only when there are several).
+    panels = {"loss": [], "classification accuracy": [], "val text->video R@1 (%)": []}
     for key in ("loss", "val_loss", "logits_acc", "val_logits_acc", "acc", "val_acc", "val_t2v_r1"):
         points = [(epoch, float(r[key])) for epoch, r in enumerate(rows, 1) if r.get(key) not in (None, "")]
-        if not points:
-            continue
-        ax = axes[0] if "loss" in key else axes[1] if "acc" in key else axes[2]
-        ax.plot(*zip(*points, strict=True), label=key)
-    for ax, title in zip(axes, ("loss", "classification accuracy", "val text->video R@1 (%)"), strict=True):
+        title = "loss" if "loss" in key else "classification accuracy" if "acc" in key else "val text->video R@1 (%)"
+        if points:
+            panels[title].append((key, points))
+    panels = {title: curves for title, curves in panels.items() if curves}  # only what the run logged
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(1 + 4 * len(panels), 3.6), squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items(), strict=True):
+        for key, points in curves:
+            ax.plot(*zip(*points, strict=True), label=key)
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -47,11 +47,18 @@ def caption_group_ids(arrays):
     return ids[:n], (ids[n:] if len(keys) > 1 else None)
 
 
-def predict_arrays(parts, arrays, batch_size=256):
-    """Class probabilities (or None) and frame attention for a features split."""
-    model = build_feature_model(parts, arrays[VIDEO_FEATURES].shape[-1], arrays[specs.TEXT_TOKENS].shape[-1])
+def feature_model(parts, arrays):
+    """`build_feature_model` for the feature dimensions of `arrays` (build it once and pass it to
+    every `predict_arrays` call: each new model traces a new predict function)."""
+    return build_feature_model(parts, arrays[VIDEO_FEATURES].shape[-1], arrays[specs.TEXT_TOKENS].shape[-1])
+
+
+def predict_arrays(parts, arrays, batch_size=256, model=None):
+    """Class probabilities (or None) and frame attention for a features split (`model`: from
+    `feature_model`, built here when not given)."""
     if parts.head is None:
         return None, None
+    model = model or feature_model(parts, arrays)
     out = model.predict(model_inputs(arrays, parts.config), batch_size=batch_size, verbose=0)
     return np.asarray(keras.ops.softmax(out[LOGITS])), np.asarray(out[FRAME_ATTENTION])
 

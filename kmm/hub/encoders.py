@@ -39,10 +39,10 @@ class VideoEncoder(keras.layers.Layer):
 
     Example:
 
-    >>> frames = keras.Input((8, 64, 64, 3), dtype="uint8")
-    >>> out = VideoEncoder("kmm://tiny-frames")(frames)
-    >>> out["video_tokens"].shape
-    (None, 8, 32)
+        >>> frames = keras.Input((8, 64, 64, 3), dtype="uint8")
+        >>> out = VideoEncoder("kmm://tiny-frames")(frames)
+        >>> out["video_tokens"].shape
+        (None, 8, 32)
     """
 
     def __init__(self, handle="kmm://efficientnet-lite0", convention="kmm-frames", trainable=False, **kwargs):
@@ -123,9 +123,9 @@ class TextEncoder(keras.layers.Layer):
 
     Example:
 
-    >>> text = keras.Input((), dtype="string")
-    >>> TextEncoder("kmm://tiny-text")(text)["text_embedding"].shape
-    (None, 32)
+        >>> text = keras.Input((), dtype="string")
+        >>> TextEncoder("kmm://tiny-text")(text)["text_embedding"].shape
+        (None, 32)
     """
 
     def __init__(self, handle="kmm://minilm-l6", convention="kmm-text", preprocessor=None, trainable=False, **kwargs):

@@ -53,9 +53,9 @@ class HubLayer(keras.layers.Layer):
 
     Example:
 
-    >>> text = keras.Input((), dtype="string")
-    >>> emb = HubLayer("kmm://tiny-text", output_key="pooled_output")(text)
-    >>> model = keras.Model(text, keras.layers.Dense(2)(emb))
+        >>> text = keras.Input((), dtype="string")
+        >>> emb = HubLayer("kmm://tiny-text", output_key="pooled_output")(text)
+        >>> model = keras.Model(text, keras.layers.Dense(2)(emb))
     """
 
     def __init__(self, handle, signature=None, input_key=None, output_key=None, trainable=False, **kwargs):

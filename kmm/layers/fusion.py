@@ -183,9 +183,9 @@ class TextGuidedPooling(keras.layers.Layer):
 
     Example:
 
-    >>> import numpy as np
-    >>> TextGuidedPooling(num_frames=2, cells=4, positions=True)(np.ones((3, 8, 16)), np.ones((3, 5))).shape
-    TensorShape([3, 2, 18])
+        >>> import numpy as np
+        >>> TextGuidedPooling(num_frames=2, cells=4, positions=True)(np.ones((3, 8, 16)), np.ones((3, 5))).shape
+        TensorShape([3, 2, 18])
     """
 
     def __init__(self, num_frames, cells, positions=False, **kwargs):

@@ -24,9 +24,9 @@ def attended_position(weights, cells, spread=False):
 
     Example:
 
-    >>> import numpy as np
-    >>> np.asarray(attended_position(np.eye(4, dtype="float32")[None], 4))[0].tolist()  # cells 0..3 of a 2x2 grid
-    [[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]]
+        >>> import numpy as np
+        >>> np.asarray(attended_position(np.eye(4, dtype="float32")[None], 4))[0].tolist()  # cells 0..3 of a 2x2 grid
+        [[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]]
     """
     side = grid_side(cells)
     line = ops.linspace(-1.0, 1.0, side)

@@ -35,9 +35,9 @@ class SlotPooling(keras.layers.Layer):
 
     Example:
 
-    >>> import numpy as np
-    >>> SlotPooling(num_frames=2, cells=4, slots=3)(np.ones((5, 8, 16))).shape
-    TensorShape([5, 6, 16])
+        >>> import numpy as np
+        >>> SlotPooling(num_frames=2, cells=4, slots=3)(np.ones((5, 8, 16))).shape
+        TensorShape([5, 6, 16])
     """
 
     def __init__(self, num_frames, cells, slots=8, positions=False, **kwargs):

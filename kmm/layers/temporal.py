@@ -26,9 +26,9 @@ class TemporalPooling(keras.layers.Layer):
 
     Example:
 
-    >>> import numpy as np
-    >>> TemporalPooling("mean")(np.ones((2, 8, 4)), padding_mask=np.ones((2, 8), bool)).shape
-    TensorShape([2, 4])
+        >>> import numpy as np
+        >>> TemporalPooling("mean")(np.ones((2, 8, 4)), padding_mask=np.ones((2, 8), bool)).shape
+        TensorShape([2, 4])
     """
 
     def __init__(self, mode="mean", **kwargs):
@@ -65,10 +65,10 @@ class TemporalDifference(keras.layers.Layer):
 
     Example:
 
-    >>> import numpy as np
-    >>> x = np.array([[[1.0], [3.0], [8.0]]])  # one cell, three frames
-    >>> TemporalDifference()(x).numpy()[0].tolist()  # x, change, x - mean (4)
-    [[1.0, 0.0, -3.0], [3.0, 2.0, -1.0], [8.0, 5.0, 4.0]]
+        >>> import numpy as np
+        >>> x = np.array([[[1.0], [3.0], [8.0]]])  # one cell, three frames
+        >>> TemporalDifference()(x).numpy()[0].tolist()  # x, change, x - mean (4)
+        [[1.0, 0.0, -3.0], [3.0, 2.0, -1.0], [8.0, 5.0, 4.0]]
     """
 
     def __init__(self, cells=1, **kwargs):

@@ -95,11 +95,11 @@ def build_feature_model(parts, feature_dim, text_dim):
 
     Example:
 
-    >>> from kmm.models.config import PRESETS
-    >>> parts = build_parts(PRESETS["tiny"].replace(labels=("a", "b")), 512, 32)
-    >>> model = build_feature_model(parts, 512, 32)
-    >>> sorted(model.output)
-    ['frame_attention', 'logits', 'similarity']
+        >>> from kmm.models.config import PRESETS
+        >>> parts = build_parts(PRESETS["tiny"].replace(labels=("a", "b")), 512, 32)
+        >>> model = build_feature_model(parts, 512, 32)
+        >>> sorted(model.output)
+        ['frame_attention', 'logits', 'similarity']
     """
     config = parts.config
     inputs = {
@@ -149,9 +149,9 @@ def with_encoder_grid(config, video_encoder=None):
 
     Example:
 
-    >>> from kmm.models.config import PRESETS
-    >>> with_encoder_grid(PRESETS["tiny"].replace(spatial_cells=None)).spatial_cells  # 32 px, 8x8
-    64
+        >>> from kmm.models.config import PRESETS
+        >>> with_encoder_grid(PRESETS["tiny"].replace(spatial_cells=None)).spatial_cells  # 32 px, 8x8
+        64
     """
     if tf.distribute.has_strategy():
         if config.spatial_cells is not None:

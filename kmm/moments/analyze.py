@@ -13,10 +13,10 @@ signature's outputs is needed (a TF Serving endpoint has no metadata file to rea
 
 Example:
 
->>> from kmm.serving.client import connect
->>> analysis = analyze_video(connect("saved_models/kinetics"), "match.mp4")  # doctest: +SKIP
->>> analysis.windows[0].actions[:1]  # doctest: +SKIP
-[('playing basketball', 0.83)]
+    >>> from kmm.serving.client import connect
+    >>> analysis = analyze_video(connect("saved_models/kinetics"), "match.mp4")  # doctest: +SKIP
+    >>> analysis.windows[0].actions[:1]  # doctest: +SKIP
+    [('playing basketball', 0.83)]
 """
 
 import dataclasses

@@ -12,11 +12,11 @@ segment gallery says where without any other file (`parse_moment_id`).
 
 Example:
 
->>> parse_moment_id("reel.mp4@12.80-15.36")
-('reel.mp4', 12.8, 15.36)
->>> hits = [("a", 0.0, 2.5, 0, 0.9), ("a", 2.5, 5.0, 0, 0.88), ("a", 5.0, 7.5, 0, 0.6), ("b", 0.0, 2.5, 0, 0.7)]
->>> [(m["video"], m["start"], m["end"], m["score"]) for m in merge_moments(hits, k=2)]
-[('a', 0.0, 5.0, 0.9), ('b', 0.0, 2.5, 0.7)]
+    >>> parse_moment_id("reel.mp4@12.80-15.36")
+    ('reel.mp4', 12.8, 15.36)
+    >>> hits = [("a", 0.0, 2.5, 0, 0.9), ("a", 2.5, 5.0, 0, 0.88), ("a", 5.0, 7.5, 0, 0.6), ("b", 0.0, 2.5, 0, 0.7)]
+    >>> [(m["video"], m["start"], m["end"], m["score"]) for m in merge_moments(hits, k=2)]
+    [('a', 0.0, 5.0, 0.9), ('b', 0.0, 2.5, 0.7)]
 """
 
 import dataclasses

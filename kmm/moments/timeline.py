@@ -12,11 +12,11 @@ merge into one segment (its confidence is the duration-weighted mean).
 
 Example:
 
->>> from kmm.moments.analyze import WindowResult
->>> import numpy as np
->>> w = lambda s, e, a: WindowResult(s, e, 0, [(a, 0.8)], [("teapot", 0.1)], np.zeros(2))
->>> tracks([w(0, 2.5, "surfing water"), w(2.5, 5, "surfing water"), w(5, 7.5, "sailing")])[0]["segments"]
-[{'start': 0.0, 'end': 5.0, 'confidence': 0.8}]
+    >>> from kmm.moments.analyze import WindowResult
+    >>> import numpy as np
+    >>> w = lambda s, e, a: WindowResult(s, e, 0, [(a, 0.8)], [("teapot", 0.1)], np.zeros(2))
+    >>> tracks([w(0, 2.5, "surfing water"), w(2.5, 5, "surfing water"), w(5, 7.5, "sailing")])[0]["segments"]
+    [{'start': 0.0, 'end': 5.0, 'confidence': 0.8}]
 """
 
 import numpy as np

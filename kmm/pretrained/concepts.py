@@ -19,9 +19,9 @@ a breed or a model is ("breed of toy dogs ..."), which a query rarely names.
 
 Example:
 
->>> classes = imagenet_classes()
->>> classes[967].names[0], classes[281].names
-('espresso', ('tabby', 'tabby cat'))
+    >>> classes = imagenet_classes()
+    >>> classes[967].names[0], classes[281].names
+    ('espresso', ('tabby', 'tabby cat'))
 """
 
 import dataclasses

@@ -18,8 +18,8 @@ plus `label_segments` and `classify_labels`; `kmm export --pretrained kinetics` 
 
 Example:
 
->>> from kmm.pretrained.kinetics import export_kinetics
->>> path = export_kinetics("saved_models", videos=["clip.mp4"])  # doctest: +SKIP
+    >>> from kmm.pretrained.kinetics import export_kinetics
+    >>> path = export_kinetics("saved_models", videos=["clip.mp4"])  # doctest: +SKIP
 """
 
 import dataclasses

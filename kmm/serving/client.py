@@ -6,10 +6,10 @@ All backends take and return numpy arrays keyed by the signature's input/output 
 
 Example:
 
->>> client = connect("saved_models/kmm")  # doctest: +SKIP
->>> client.classify(frames, ["the red circle"])["labels"][0]  # doctest: +SKIP
-array([b'red circle moving left', ...])
->>> client.search(["a blue square growing"])["ids"]  # doctest: +SKIP
+    >>> client = connect("saved_models/kmm")  # doctest: +SKIP
+    >>> client.classify(frames, ["the red circle"])["labels"][0]  # doctest: +SKIP
+    array([b'red circle moving left', ...])
+    >>> client.search(["a blue square growing"])["ids"]  # doctest: +SKIP
 """
 
 import base64
@@ -23,6 +23,17 @@ import numpy as np
 from kmm import specs
 
 DEFAULT_MODEL_NAME = "kmm"
+CA_CERT_ENV = "KMM_CA_CERT"  # a PEM file of CA certificates for https:// and grpcs:// (default: the system's)
+
+
+def _ca_cert(ca_cert):
+    """The CA bundle to trust: `ca_cert`, else `$KMM_CA_CERT`, else None (the system's roots)."""
+    import os
+
+    path = ca_cert or os.environ.get(CA_CERT_ENV) or None
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(f"CA certificate {path}: no such file (from --ca-cert or ${CA_CERT_ENV}).")
+    return path
 
 
 class ServingError(RuntimeError):
@@ -206,16 +217,20 @@ class RestClient(Client):
 
     name = "rest"
 
-    def __init__(self, url, model_name=DEFAULT_MODEL_NAME, version=None, timeout=60):
+    def __init__(self, url, model_name=DEFAULT_MODEL_NAME, version=None, timeout=60, ca_cert=None):
+        import ssl
+
         self.url = url.rstrip("/")
         self.model_name, self.version, self.timeout = model_name, version, timeout
         self.base = f"{self.url}/v1/models/{model_name}" + (f"/versions/{version}" if version else "")
+        cafile = _ca_cert(ca_cert) if self.url.startswith("https://") else None
+        self._context = ssl.create_default_context(cafile=cafile) if cafile else None
 
     def _request(self, url, body=None):
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._context) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as e:
             detail = e.read().decode(errors="replace")
@@ -261,15 +276,21 @@ class GrpcClient(Client):
 
     name = "grpc"
 
-    def __init__(self, target, model_name=DEFAULT_MODEL_NAME, version=None, timeout=60):
+    def __init__(self, target, model_name=DEFAULT_MODEL_NAME, version=None, timeout=60, ca_cert=None):
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-        self.target = target.removeprefix("grpc://")
+        secure = target.startswith("grpcs://")
+        self.target = target.removeprefix("grpcs://").removeprefix("grpc://")
         self.model_name, self.version, self.timeout = model_name, version, timeout
         self._grpc = grpc
-        self._channel = grpc.insecure_channel(self.target, options=[("grpc.max_receive_message_length", 1 << 30),
-                                                                    ("grpc.max_send_message_length", 1 << 30)])  # fmt: skip
+        options = [("grpc.max_receive_message_length", 1 << 30), ("grpc.max_send_message_length", 1 << 30)]
+        if secure:  # TLS: the server's certificate checked against the given CA, else the system's roots
+            cafile = _ca_cert(ca_cert)
+            roots = Path(cafile).read_bytes() if cafile else None
+            self._channel = grpc.secure_channel(self.target, grpc.ssl_channel_credentials(roots), options=options)
+        else:
+            self._channel = grpc.insecure_channel(self.target, options=options)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
     def _spec(self, signature=""):
@@ -325,17 +346,24 @@ def _dtype_name(enum_value):
     return tf.dtypes.as_dtype(enum_value).name
 
 
-def connect(target, model_name=DEFAULT_MODEL_NAME, version=None, frame_shape=None):
-    """A client for `target`: a local export path, `http(s)://host:port` or `grpc://host:port`.
+def connect(target, model_name=DEFAULT_MODEL_NAME, version=None, frame_shape=None, ca_cert=None):
+    """A client for `target`: a local export path, `http(s)://host:port` (REST) or
+    `grpc://host:port` (gRPC; `grpcs://host:port` over TLS).
 
     `frame_shape=(num_frames, frame_size)` (from the export's `assets/kmm.json`) fits frames
     before sending them: needed with TF Serving's batching on (`saved_models/batching.config`).
+    `ca_cert`: a PEM file of the CA that signed the server's certificate, for `https://` and
+    `grpcs://` (default: `$KMM_CA_CERT`, else the system's roots).
+
+    Example:
+
+        >>> client = connect("grpcs://serving.example.com:443", "kinetics", ca_cert="ca.pem")  # doctest: +SKIP
     """
     target = str(target)
     if target.startswith(("http://", "https://")):
-        client = RestClient(target, model_name, version)
-    elif target.startswith("grpc://"):
-        client = GrpcClient(target, model_name, version)
+        client = RestClient(target, model_name, version, ca_cert=ca_cert)
+    elif target.startswith(("grpc://", "grpcs://")):
+        client = GrpcClient(target, model_name, version, ca_cert=ca_cert)
     else:
         path = Path(target).expanduser()
         if version and (path / str(version)).is_dir():

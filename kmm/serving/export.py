@@ -30,6 +30,7 @@ import tensorflow as tf
 import kmm
 from kmm import specs
 from kmm.serving import preprocess as P
+from kmm.serving.warmup import list_versions, write_serving_configs, write_warmup_requests  # noqa: F401
 
 SIGNATURES = ("serving_default", "classify_jpeg", "embed_video", "embed_text", "search")
 METADATA = "kmm.json"
@@ -70,13 +71,6 @@ def next_version(model_dir):
     model_dir = Path(model_dir)
     versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
     return max(versions, default=0) + 1
-
-
-def list_versions(model_dir):
-    """Complete versions under `model_dir`, oldest first."""
-    model_dir = Path(model_dir)
-    found = [p for p in model_dir.glob("*") if p.name.isdigit() and (p / "saved_model.pb").exists()]
-    return sorted(found, key=lambda p: int(p.name))
 
 
 def _signatures(models, config, gallery_embeddings, gallery_ids, k, limits):
@@ -216,9 +210,9 @@ def export_model(parts, base_dir=specs.EXPORT_BASE, name=specs.MODEL_NAME, galle
 
     Example:
 
-    >>> path = export_model(load_run("runs/quickstart"), "saved_models", "kmm")  # doctest: +SKIP
-    >>> path.name  # doctest: +SKIP
-    '1'
+        >>> path = export_model(load_run("runs/quickstart"), "saved_models", "kmm")  # doctest: +SKIP
+        >>> path.name  # doctest: +SKIP
+        '1'
     """
     from kmm.models.builder import build_end_to_end
 
@@ -255,8 +249,6 @@ def write_export(root, signatures, meta, base_dir, name, gallery=None, extra_fil
             `assets.extra/tf_serving_warmup_requests` (needs `warmup_config`'s `num_frames`
             and `frame_size`); None writes none.
     """
-    from kmm.serving.warmup import write_serving_configs, write_warmup_requests
-
     model_dir = Path(base_dir) / name
     model_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_exports(model_dir, log)

@@ -10,10 +10,10 @@ them (encoder and tower together).
 
 Example:
 
->>> import tensorflow_hub as hub, tensorflow_text  # doctest: +SKIP
->>> text = hub.load("runs/quickstart/towers/text_tower")  # doctest: +SKIP
->>> text(tf.constant(["a red circle moving left"]))["embedding"].shape  # doctest: +SKIP
-TensorShape([1, 128])
+    >>> import tensorflow_hub as hub, tensorflow_text  # doctest: +SKIP
+    >>> text = hub.load("runs/quickstart/towers/text_tower")  # doctest: +SKIP
+    >>> text(tf.constant(["a red circle moving left"]))["embedding"].shape  # doctest: +SKIP
+    TensorShape([1, 128])
 """
 
 from pathlib import Path

@@ -36,10 +36,10 @@ class Limits:
 
     Example:
 
-    >>> Limits(max_batch=8).max_batch
-    8
-    >>> Limits.from_json({"max_batch": 8, "max_aspect": 3}).max_aspect
-    3.0
+        >>> Limits(max_batch=8).max_batch
+        8
+        >>> Limits.from_json({"max_batch": 8, "max_aspect": 3}).max_aspect
+        3.0
     """
 
     max_batch: int = 64

@@ -15,17 +15,18 @@ BENCHMARKS.md ("Retrieval at scale") has the speed and recall@10 of each against
 
 Example:
 
->>> import numpy as np
->>> vectors = np.eye(4, dtype=np.float32)
->>> store = FaissVectors.build(vectors)
->>> store.kind, len(store)
-('flat', 4)
->>> scores, rows = store.search(vectors[2:3], k=2)
->>> int(rows[0, 0]), float(scores[0, 0])
-(2, 1.0)
+    >>> import numpy as np
+    >>> vectors = np.eye(4, dtype=np.float32)
+    >>> store = FaissVectors.build(vectors)
+    >>> store.kind, len(store)
+    ('flat', 4)
+    >>> scores, rows = store.search(vectors[2:3], k=2)
+    >>> int(rows[0, 0]), float(scores[0, 0])
+    (2, 1.0)
 """
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ import numpy as np
 from kmm.paths import replacing
 
 KINDS = ("auto", "flat", "hnsw", "ivf", "ivf-pq")
+QDRANT_API_KEY_ENV = "QDRANT_API_KEY"  # a Qdrant server's API key: read from the environment only
 FLAT_MAX = 200_000  # `auto`: exact below, HNSW above
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
 # faiss multiplies a batch of queries by the database with BLAS (one pass over memory) only
@@ -156,10 +158,13 @@ class QdrantVectors:
 
     @staticmethod
     def connect(location):
+        """A `QdrantClient` for a folder (local mode) or a URL (http or https); a server's API key
+        comes from `$QDRANT_API_KEY` only, so it is never on a command line, in the index
+        folder or in a log."""
         from qdrant_client import QdrantClient
 
         if is_url(location):
-            return QdrantClient(url=str(location))
+            return QdrantClient(url=str(location), api_key=os.environ.get(QDRANT_API_KEY_ENV) or None)
         Path(location).mkdir(parents=True, exist_ok=True)
         return QdrantClient(path=str(location))
 

@@ -85,6 +85,13 @@ def read_warmup_requests(export_dir):
     return [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))]
 
 
+def list_versions(model_dir):
+    """Complete versions under `model_dir` (TF Serving's layout: `<model>/<integer version>/`), oldest first."""
+    model_dir = Path(model_dir)
+    found = [p for p in model_dir.glob("*") if p.name.isdigit() and (p / "saved_model.pb").exists()]
+    return sorted(found, key=lambda p: int(p.name))
+
+
 def models_config(names):
     """`models.config` text (ModelServerConfig, text format) for the model directories `names`."""
     entries = "".join(
@@ -97,8 +104,6 @@ def models_config(names):
 
 def write_serving_configs(base_dir):
     """(Re)writes `models.config` (every model under `base_dir`) and `batching.config`."""
-    from kmm.serving.export import list_versions
-
     base_dir = Path(base_dir)
     names = sorted(p.name for p in base_dir.iterdir() if p.is_dir() and list_versions(p))
     (base_dir / "models.config").write_text(models_config(names))

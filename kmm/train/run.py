@@ -124,9 +124,9 @@ def train_and_evaluate(manifest, config, train_config, run_dir, splits, feature_
 
     Example:
 
-    >>> parts, run_dir, arrays, results = train_and_evaluate(  # doctest: +SKIP
-    ...     "data/manifest.csv", PRESETS["default"].replace(labels=("run", "jump")), TrainConfig(),
-    ...     "runs/mine", ["train", "val", "test"])
+        >>> parts, run_dir, arrays, results = train_and_evaluate(  # doctest: +SKIP
+        ...     "data/manifest.csv", PRESETS["default"].replace(labels=("run", "jump")), TrainConfig(),
+        ...     "runs/mine", ["train", "val", "test"])
     """
     run_dir = Path(run_dir)
     config = with_encoder_grid(config)  # derived or checked once, before any strategy scope (an eager probe)

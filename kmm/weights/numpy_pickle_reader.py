@@ -65,9 +65,9 @@ def read_numpy_pickle(path):
 
     Example:
 
-    >>> tree = read_numpy_pickle("i3d-kinetics-400.ckpt")  # doctest: +SKIP
-    >>> tree["params"]["Conv3d_1a_7x7"]["Conv_0"]["kernel"].shape  # doctest: +SKIP
-    (7, 7, 7, 3, 64)
+        >>> tree = read_numpy_pickle("i3d-kinetics-400.ckpt")  # doctest: +SKIP
+        >>> tree["params"]["Conv3d_1a_7x7"]["Conv_0"]["kernel"].shape  # doctest: +SKIP
+        (7, 7, 7, 3, 64)
     """
     path = Path(path)
     try:

@@ -31,9 +31,9 @@ def read_safetensors(path):
 
     Example:
 
-    >>> tensors = read_safetensors("model.safetensors")  # doctest: +SKIP
-    >>> tensors["embeddings.word_embeddings.weight"].shape  # doctest: +SKIP
-    (30522, 384)
+        >>> tensors = read_safetensors("model.safetensors")  # doctest: +SKIP
+        >>> tensors["embeddings.word_embeddings.weight"].shape  # doctest: +SKIP
+        (30522, 384)
     """
     path = Path(path)
     raw = path.read_bytes()

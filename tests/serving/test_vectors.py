@@ -94,3 +94,26 @@ def test_qdrant_local_mode_answers_like_the_exact_scan(data, tmp_path):
     reopened.close()
     with pytest.raises(FileNotFoundError, match="no collection 'other'"):
         V.QdrantVectors.open(tmp_path / "qdrant", "other")
+
+
+def test_a_qdrant_servers_api_key_comes_from_the_environment_and_is_written_nowhere(data, tmp_path, monkeypatch):
+    import qdrant_client
+
+    from kmm.serving.index import VideoIndex
+
+    x = data[0][:50]
+    opened, real = [], qdrant_client.QdrantClient
+    # Stands in for a secured server: records how it was reached, answers from memory.
+    monkeypatch.setattr(qdrant_client, "QdrantClient", lambda **kw: opened.append(kw) or real(location=":memory:"))
+    secret = "s3cret-qdrant-key-0123456789"
+    monkeypatch.setenv("QDRANT_API_KEY", secret)
+    store = V.QdrantVectors.build(x, "https://qdrant.example.com:6333", collection="clips")
+    assert opened == [{"url": "https://qdrant.example.com:6333", "api_key": secret}]
+    np.testing.assert_array_equal(store.search(x[:3], 1)[1][:, 0], [0, 1, 2])
+    ids = [f"clip{i}" for i in range(len(x))]
+    VideoIndex(store, ids, ids, [""] * len(x), {"vectors": store.describe()}).save(tmp_path / "index")
+    written = list((tmp_path / "index").rglob("*"))
+    assert written and not [p for p in written if p.is_file() and secret.encode() in p.read_bytes()]
+    monkeypatch.delenv("QDRANT_API_KEY")
+    V.QdrantVectors.connect("http://localhost:6333")
+    assert opened[-1] == {"url": "http://localhost:6333", "api_key": None}

@@ -103,6 +103,23 @@ def test_staged_training_writes_a_reloadable_run(tiny_setup, tmp_path):
     assert grouped["R@1"] >= results["test"]["retrieval"]["text_to_video"]["R@1"]
 
 
+def test_evaluation_traces_its_predict_function_once(tiny_setup, tmp_path, monkeypatch):
+    # A new model per split traced a new predict function each time (the quickstart printed
+    # TensorFlow's "triggered tf.function retracing" warnings): one model serves every split.
+    from kmm.eval import evaluate
+    from kmm.features.arrays import feature_model
+
+    _, _, config, arrays = tiny_setup
+    parts, _ = train_on_features(config, arrays["train"], arrays["val"], TrainConfig(epochs=1, batch_size=8), tmp_path,
+                                 verbose=0)  # fmt: skip
+    built = []
+    monkeypatch.setattr(evaluate, "feature_model", lambda *a: built.append(feature_model(*a)) or built[-1])
+    evaluate.evaluate_run(parts, {f"split{i}": arrays["test" if i % 2 else "val"] for i in range(6)}, tmp_path / "eval")
+    assert len(built) == 1
+    # Traced for the first batch shape, then once more with the shapes relaxed (reduce_retracing).
+    assert built[0].predict_function.experimental_get_tracing_count() <= 2
+
+
 def test_stage2_fine_tunes_the_encoders(tiny_setup, tmp_path):
     _, manifest, config, arrays = tiny_setup
     parts, _ = train_on_features(

@@ -113,8 +113,8 @@ def generate(out_dir, config=PRESETS["default"], workers=2, force=False, progres
 
     Example:
 
-    >>> generate(tmp_path / "shapes", PRESETS["tiny"])  # doctest: +SKIP
-    PosixPath('.../shapes/manifest.csv')
+        >>> generate(tmp_path / "shapes", PRESETS["tiny"])  # doctest: +SKIP
+        PosixPath('.../shapes/manifest.csv')
     """
     out_dir = Path(out_dir).resolve()
     manifest, info_path = out_dir / "manifest.csv", out_dir / "kmm-shapes.json"
