@@ -113,6 +113,12 @@ def _cmd_index(args):
     from kmm.data.report import DataReport
     from kmm.serving.index import VideoIndex, find_videos
 
+    if args.ray is not None:
+        if args.whole_videos:
+            raise ValueError("--ray indexes moments; --whole-videos runs in one process (leave out --ray).")
+        from kmm.moments.cli import index_on_ray
+
+        return index_on_ray(args)
     client = _client(args)
     source = Path(args.source)
     if source.is_file():
@@ -263,6 +269,21 @@ def add_serving_commands(sub):
     index.add_argument("--kind", choices=KINDS, default="auto", help="faiss index (default: auto, by size).")
     index.add_argument("--qdrant", metavar="URL_OR_FOLDER", help="Keep the video vectors in Qdrant: a server "
                        "URL, or a folder for Qdrant's local mode (exact; up to about 20,000 videos).")  # fmt: skip
+    ray = index.add_argument_group(
+        "on a Ray cluster",
+        "Decode and embed on the actors of a Ray cluster: SOURCE may also be a manifest (.csv/.jsonl), a list of "
+        "paths (.txt) or a gs:// folder; every worker must reach SOURCE and --model (a shared folder or a TF "
+        "Serving URL). Each video's rows are written to OUT/rows/ as it finishes, so running the same command "
+        "again after a crash or Ctrl-C does only the videos left.",
+    )  # fmt: skip
+    ray.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                     help="Run on Ray: the cluster at ADDRESS (ray://head:10001, auto), else $RAY_ADDRESS, "
+                     "else a local cluster on this machine.")  # fmt: skip
+    ray.add_argument("--workers", type=int, help="Model copies (actors); default: one per --cpus-per-worker CPUs, "
+                     "or one per GPU.")  # fmt: skip
+    ray.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (TensorFlow threads) per actor (default 1).")
+    ray.add_argument("--retries", type=int, default=3,
+                     help="Restarts of a dead worker and retries of its video (default 3).")  # fmt: skip
     add_model_arguments(index)
     index.set_defaults(func=_cmd_index)
 

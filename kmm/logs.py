@@ -16,6 +16,8 @@ Example:
 
     >>> TF_LOG_LINE.match(b"E0000 00:00:1796420157.330791   24159 util.cc:131] oneDNN supports DT_INT64 only") is not None
     True
+    >>> TF_LOG_LINE.match(b"[2026-12-04 21:55:48,905 E 10483 10483] core_worker.cc:2465: Actor ...") is not None
+    True
     >>> TF_LOG_LINE.match(b"Error: the video has no frames") is None
     True
 """
@@ -31,10 +33,12 @@ import warnings
 VERBOSE_ENV = "KMM_VERBOSE"
 _FILTERED_ENV = "_KMM_STDERR_FILTERED"
 
-# absl/TSL's header: severity, MMDD, time, thread id, file:line]; and absl's first-line notice.
+# absl/TSL's header: severity, MMDD, time, thread id, file:line]; absl's first-line notice; and
+# Ray's C++ header ([date time,ms severity pid tid] file:line:), which Ray's workers write alike.
 TF_LOG_LINE = re.compile(
     rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.\-]+:\d+\] "
-    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    rb"|\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [IWEF] \d+ \d+\] [\w.\-]+:\d+: )"
 )
 
 # The filter process: reads its stdin in chunks, drops complete lines that match
@@ -46,7 +50,7 @@ _FILTER = r"""
 import os, re, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 line_re = re.compile(sys.argv[1].encode("latin-1"))
-maybe_re = re.compile(rb"(?:[IWEF][\d :.]{0,30}|W(?:A(?:R(?:N(?:I(?:N(?:G(?::.{0,60})?)?)?)?)?)?)?)")
+maybe_re = re.compile(rb"(?:[IWEF][\d :.]{0,30}|W(?:A(?:R(?:N(?:I(?:N(?:G(?::.{0,60})?)?)?)?)?)?)?|\[[\d\- :,IWEF]{0,40})")
 out, pending, passing = sys.stdout.buffer, b"", False
 while True:
     chunk = os.read(0, 65536)
@@ -67,6 +71,12 @@ out.flush()
 """
 
 _installed = False
+
+
+def is_quiet():
+    """True once `quiet()` has hidden the noise in this process (so a library started later,
+    e.g. Ray, can be asked to log errors only)."""
+    return _installed
 
 
 def verbose_requested(argv=()):

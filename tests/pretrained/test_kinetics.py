@@ -1,5 +1,6 @@
 """The pretrained Kinetics export: the same serving kit and checks as a trained export, on real clips."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,16 +20,17 @@ KINETICS_SIGNATURES = SIGNATURES | {"label_segments", "classify_labels"}
 
 
 @pytest.fixture(scope="module")
-def kinetics(real_encoders, tmp_path_factory):
-    """`(models, config, export path, sample rows)`: the Kinetics model, the samples as its gallery."""
+def kinetics(real_encoders, tiny_quickstart):
+    """`(models, config, export path, sample rows)`: the Kinetics model the quickstart exported
+    (`export_kinetics` with the sample videos as its gallery), and the same model in Keras."""
     from kmm.data.manifest import read_manifest
-    from kmm.data.samples import fetch_samples
-    from kmm.pretrained.kinetics import build_kinetics, export_kinetics
+    from kmm.pretrained.kinetics import build_kinetics
+    from kmm.serving.export import list_versions
 
-    rows = read_manifest(fetch_samples(tmp_path_factory.mktemp("samples")))
-    base = tmp_path_factory.mktemp("saved_models")
-    path = export_kinetics(base, videos=[r.video for r in rows], ids=[Path(r.video).name for r in rows],
-                           captions=[r.caption for r in rows], progress=False)  # fmt: skip
+    path = list_versions(tiny_quickstart[1].parent / "kinetics")[-1]
+    videos = json.loads((path / "assets" / "gallery.json").read_text())["videos"]
+    rows = read_manifest(Path(videos[0]).parent.parent / "manifest.csv")
+    assert [str(r.video) for r in rows] == videos
     models, config = build_kinetics()
     return models, config, path, rows
 
