@@ -10,6 +10,22 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# Tests that use these are in the slow tier (`-m slow`); `pytest -m "not slow"` is the fast tier.
+EXPENSIVE_FIXTURES = {"real_encoders", "tiny_quickstart", "reel", "reel_export"}
+
+
+def pytest_collection_modifyitems(items):
+    """Marks the slow tier, and groups the tests for `pytest -n N --dist loadgroup`: a module's
+    tests run in one process (its module-scoped fixtures are made once), and every module that
+    uses the tiny quickstart runs in the same process, which makes it (none waits on another)."""
+    quickstart_modules = {item.module for item in items if "tiny_quickstart" in getattr(item, "fixturenames", ())}
+    for item in items:
+        if EXPENSIVE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        group = "tiny_quickstart" if item.module in quickstart_modules else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def kmm_home(tmp_path_factory):
     """A private `$KMM_HOME` for the whole session, so tests never touch the user's cache."""

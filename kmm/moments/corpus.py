@@ -309,6 +309,7 @@ def index_corpus(source, out, model, model_name="kmm", segments=SegmentConfig(),
     if todo:
         ray = _start_ray(config.address)
         workers, remote_args = _pool(ray, config)
+        workers = min(workers, len(todo))  # no idle model copies for the last few videos
         result.workers = workers
         model = str(Path(model).resolve()) if not str(model).startswith(("http", "grpc")) else str(model)
         with warnings.catch_warnings():

@@ -129,10 +129,12 @@ def test_own_labels_on_a_clip(reel, reel_export, capsys):
     assert printed.index("birds eating") < printed.index("a birthday party")
 
 
-def test_a_model_without_segments_is_a_clear_error(tiny_quickstart, reel, capsys):
+def test_a_model_without_segments_is_a_clear_error(tiny_encoders, reel, tmp_path, capsys):
     from kmm.cli import main
+    from kmm.serving.export import export_model
+    from tests.serving.conftest import tiny_parts
 
-    _, model, _ = tiny_quickstart
+    model = export_model(tiny_parts(), tmp_path, "tiny")  # a trained-model export: no label_segments
     assert main(["classify", str(reel[0]), "--timeline", "--model", str(model)]) == 2
     assert "has no `label_segments` signature" in capsys.readouterr().err
 
@@ -146,12 +148,13 @@ def test_tf_serving_rest_and_grpc_answer_the_same_timeline_and_moments(reel, ree
         assert main(argv) == 0
         return json.loads(capsys.readouterr().out)
 
-    local_timeline = run(["classify", str(reel[0]), "--timeline", "--json", "--model", str(reel_export)])
+    video = str(reel[1][2][0])  # one part of the reel: the wire formats, not the length, are under test here
+    local_timeline = run(["classify", video, "--timeline", "--json", "--model", str(reel_export)])
     local_hits = run(["search", reel[1][1][3], "--json", "--model", str(reel_export)])
     with FakeTFServing(reel_export.parent.parent) as server:
         for url in (server.rest_url, server.grpc_target):
             remote = ["--model", url, "--name", "kinetics"]
-            timeline = run(["classify", str(reel[0]), "--timeline", "--json", *remote])
+            timeline = run(["classify", video, "--timeline", "--json", *remote])
             assert [t["label"] for t in timeline["tracks"]] == [t["label"] for t in local_timeline["tracks"]]
             assert timeline["shots"] == local_timeline["shots"] and timeline["labels"] == local_timeline["labels"]
             hits = run(["search", reel[1][1][3], "--json", *remote])
