@@ -52,6 +52,7 @@ FRESH_LOAD = """
 """
 
 
+@pytest.mark.slow  # a fresh process
 def test_tiny_encoders_load_in_a_fresh_process_without_kmm(tiny_encoders):
     import numpy as np
     import tensorflow as tf

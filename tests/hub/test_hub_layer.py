@@ -89,6 +89,7 @@ def test_a_run_folder_cannot_make_kmm_download_a_module(tiny_encoders, tmp_path,
     assert load_run(tmp_path).config.text_encoder == "https://evil.example/module"  # trusted: loads
 
 
+@pytest.mark.slow  # a fresh process
 def test_export_round_trip_in_fresh_process(tiny_encoders, tmp_path):
     model, _ = _text_classifier(trainable=True)
     model.export(tmp_path / "export", verbose=False)

@@ -116,6 +116,7 @@ print("FRESH OK")
 """
 
 
+@pytest.mark.slow  # a fresh process
 def test_every_signature_in_a_fresh_process_matches_keras(exported, tmp_path):
     from kmm.models.builder import build_end_to_end
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from kmm.serving.export import export_model, list_versions, remove_stale_exports
 from tests.serving.conftest import tiny_parts
 
@@ -27,6 +29,7 @@ def test_a_version_is_readable_by_other_users(exported):
             assert stat.S_IMODE(os.stat(os.path.join(folder, f)).st_mode) == 0o644, f
 
 
+@pytest.mark.slow  # a fresh process
 def test_sigkill_during_export_leaves_the_old_versions_and_the_next_export_cleans_up(exported, tmp_path):
     base = tmp_path / "saved_models"
     first = base / "tiny" / "1"

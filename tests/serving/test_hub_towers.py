@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_hub as hub
 
@@ -9,6 +10,7 @@ from kmm.serving.hub_towers import export_towers
 from tests.serving.conftest import clips
 
 
+@pytest.mark.slow  # a fresh process
 def test_towers_load_with_hub_and_kmm_hub_layer(exported, tmp_path):
     parts, path, _, _ = exported
     towers = export_towers(parts, tmp_path)

@@ -136,6 +136,7 @@ print(json.dumps({"results": results, "peak_rss_mb": int(peak) // 1024}))
 """
 
 
+@pytest.mark.slow  # a fresh process
 def test_hostile_requests_are_refused_quickly_under_a_memory_limit(exported):
     """Without the caps, the first request alone resizes to ~6.5 GB of float32."""
     _, path, _, _ = exported

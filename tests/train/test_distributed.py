@@ -20,6 +20,8 @@ from kmm.data.synth import generate
 from kmm.features import cache as feats
 from kmm.train.distribute import local_tf_configs
 
+pytestmark = pytest.mark.slow  # several worker processes train
+
 MIRRORED_STEP = """
 import json, sys
 from kmm.train.distribute import use_logical_cpus
@@ -45,6 +47,7 @@ for name in ("one", "mirrored"):
     result[name] = history.history["loss"][0]
 import keras
 from kmm.models.builder import build_parts
+
 keras.utils.set_random_seed(0)  # what training started from (TrainConfig.seed)
 fresh = build_parts(config, train["video_features"].shape[-1], train["text_tokens"].shape[-1])
 model = build_feature_model(fresh, train["video_features"].shape[-1], train["text_tokens"].shape[-1])

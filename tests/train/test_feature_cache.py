@@ -67,6 +67,7 @@ def test_a_truncated_or_changed_file_is_rebuilt(cached):
     assert _extract(manifest, config, out) == dict.fromkeys(SPLITS, False)
 
 
+@pytest.mark.slow  # a fresh process
 def test_sigkill_during_re_extraction_leaves_no_cache_that_looks_complete(cached):
     manifest, config, out = cached
     video = next((manifest.parent).rglob("*.mp4"))

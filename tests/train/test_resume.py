@@ -17,6 +17,8 @@ from kmm.features import cache as feats
 from kmm.features.arrays import predict_arrays
 from kmm.train.trainer import TrainConfig, TrainingDivergedError, load_run, train_on_features
 
+pytestmark = pytest.mark.slow  # kmm train runs, killed and resumed
+
 EPOCHS = 3
 KILLED = """
 import os, signal, sys
@@ -35,6 +37,7 @@ def with_kill(*args, **kwargs):
     return found[:-1] + [KillAfterSecondEpoch(), found[-1]]
 trainer._callbacks = with_kill
 from kmm.cli import main
+
 sys.exit(main(["train", "--config", sys.argv[1]]))
 """
 

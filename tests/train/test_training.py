@@ -8,6 +8,8 @@ from kmm.features import cache as feats
 from kmm.models.config import PRESETS
 from kmm.train.trainer import TrainConfig, load_run, train_end_to_end, train_on_features
 
+pytestmark = pytest.mark.slow  # each test trains
+
 SPLITS = ("train", "val", "test")
 
 
