@@ -14,16 +14,36 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 EXPENSIVE_FIXTURES = {"real_encoders", "tiny_quickstart", "reel", "reel_export"}
 
 
+# The modules that use the tiny quickstart: pytest-xdist runs them in one process (which makes
+# it, so no other process waits for it); every other module is a unit of its own, so its
+# module-scoped fixtures are made once.
+QUICKSTART_MODULES = {"tests/apps/test_app.py", "tests/apps/test_browser.py", "tests/test_cli.py",
+                      "tests/pretrained/test_kinetics.py"}  # fmt: skip
+
+
 def pytest_collection_modifyitems(items):
-    """Marks the slow tier, and groups the tests for `pytest -n N --dist loadgroup`: a module's
-    tests run in one process (its module-scoped fixtures are made once), and every module that
-    uses the tiny quickstart runs in the same process, which makes it (none waits on another)."""
-    quickstart_modules = {item.module for item in items if "tiny_quickstart" in getattr(item, "fixturenames", ())}
+    """Marks the slow tier; checks that QUICKSTART_MODULES names every user of the quickstart."""
     for item in items:
-        if EXPENSIVE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if EXPENSIVE_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
-        group = "tiny_quickstart" if item.module in quickstart_modules else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+        module = item.nodeid.split("::", 1)[0]
+        if "tiny_quickstart" in fixtures and module not in QUICKSTART_MODULES:
+            raise pytest.UsageError(f"{module} uses tiny_quickstart: add it to QUICKSTART_MODULES in tests/conftest.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's `loadscope` (a module per unit), with the quickstart's users as one unit.
+    (Its `loadgroup` cannot do this under pytest 9: it renames `item._nodeid`, which pytest 9
+    no longer reads, so the groups are silently ignored.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class QuickstartTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            module = nodeid.split("::", 1)[0]
+            return "tiny_quickstart" if module in QUICKSTART_MODULES else module
+
+    return QuickstartTogether(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)
