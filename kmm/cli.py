@@ -396,7 +396,9 @@ def main(argv=None):
 def run():
     """The `kmm` console script: quiet output unless `--verbose` (anywhere on the line), then `main`."""
     argv = sys.argv[1:]
-    logs.quiet(logs.verbose_requested(argv))  # before anything imports TensorFlow
+    if "--verbose" in argv:
+        os.environ[logs.VERBOSE_ENV] = "1"  # for child processes too (Ray's workers call `quiet()` themselves)
+    logs.quiet()  # before anything imports TensorFlow
     sys.exit(main([a for a in argv if a != "--verbose"]))
 
 

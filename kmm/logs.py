@@ -14,11 +14,11 @@ everything.
 
 Example:
 
-    >>> TF_LOG_LINE.match(b"E0000 00:00:1796420157.330791   24159 util.cc:131] oneDNN supports DT_INT64 only") is not None
+    >>> NATIVE_LOG_LINE.match(b"E0000 00:00:1796420157.330791   24159 util.cc:131] oneDNN supports DT_INT64 only") is not None
     True
-    >>> TF_LOG_LINE.match(b"[2026-12-04 21:55:48,905 E 10483 10483] core_worker.cc:2465: Actor ...") is not None
+    >>> NATIVE_LOG_LINE.match(b"[2026-12-04 21:55:48,905 E 10483 10483] core_worker.cc:2465: Actor ...") is not None
     True
-    >>> TF_LOG_LINE.match(b"Error: the video has no frames") is None
+    >>> NATIVE_LOG_LINE.match(b"Error: the video has no frames") is None
     True
 """
 
@@ -35,14 +35,14 @@ _FILTERED_ENV = "_KMM_STDERR_FILTERED"
 
 # absl/TSL's header: severity, MMDD, time, thread id, file:line]; absl's first-line notice; and
 # Ray's C++ header ([date time,ms severity pid tid] file:line:), which Ray's workers write alike.
-TF_LOG_LINE = re.compile(
+NATIVE_LOG_LINE = re.compile(
     rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.\-]+:\d+\] "
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [IWEF] \d+ \d+\] [\w.\-]+:\d+: )"
 )
 
 # The filter process: reads its stdin in chunks, drops complete lines that match
-# TF_LOG_LINE, writes the rest at once. A partial line is held back only while it could still
+# NATIVE_LOG_LINE, writes the rest at once. A partial line is held back only while it could still
 # become a TF log line (a severity letter followed by header characters), so a progress bar
 # redrawn with "\r" passes through immediately. SIGINT is ignored: Ctrl-C stops kmm, whose
 # exit closes the pipe, and the filter then ends after passing on the last lines.
@@ -50,7 +50,12 @@ _FILTER = r"""
 import os, re, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 line_re = re.compile(sys.argv[1].encode("latin-1"))
-maybe_re = re.compile(rb"(?:[IWEF][\d :.]{0,30}|W(?:A(?:R(?:N(?:I(?:N(?:G(?::.{0,60})?)?)?)?)?)?)?|\[[\d\- :,IWEF]{0,40})")
+notice = b"WARNING: All log messages before absl::InitializeLog()"
+header_re = re.compile(rb"[IWEF][\d :.]{0,30}|\[[\d\- :,IWEF]{0,40}")  # the start of a C++ log header
+
+def maybe(part):  # could this partial line still become a line to drop?
+    return bool(line_re.match(part) or header_re.fullmatch(part) or notice.startswith(part[: len(notice)]))
+
 out, pending, passing = sys.stdout.buffer, b"", False
 while True:
     chunk = os.read(0, 65536)
@@ -61,7 +66,7 @@ while True:
         if passing or not line_re.match(line):
             out.write(line + b"\n")
         passing = False
-    if pending and (passing or not (line_re.match(pending) or maybe_re.fullmatch(pending))):
+    if pending and (passing or not maybe(pending)):
         out.write(pending)
         pending, passing = b"", True
     out.flush()
@@ -79,19 +84,19 @@ def is_quiet():
     return _installed
 
 
-def verbose_requested(argv=()):
-    """True when `--verbose` is in `argv` or `KMM_VERBOSE` is set to anything but 0/empty."""
-    return "--verbose" in argv or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+def verbose_requested():
+    """True when `KMM_VERBOSE` is set to anything but 0 or empty (`kmm --verbose` sets it)."""
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
 
 
-def quiet(verbose=False):
+def quiet():
     """Hides TensorFlow's C++ log lines and other packages' Python warnings for this process
-    and its children; a no-op when `verbose` (or `KMM_VERBOSE`) asks for everything.
+    and its children; a no-op when `KMM_VERBOSE` asks for everything.
 
     Call it first thing in a program, before TensorFlow is imported. Safe to call twice.
     """
     global _installed
-    if verbose or verbose_requested() or _installed:
+    if verbose_requested() or _installed:
         return
     _installed = True
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # what the C++ logger does honour
@@ -109,7 +114,7 @@ def _filter_stderr():
         terminal = os.dup(2)
         read_end, write_end = os.pipe()
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _FILTER, TF_LOG_LINE.pattern.decode("latin-1")],
+            [sys.executable, "-I", "-S", "-c", _FILTER, NATIVE_LOG_LINE.pattern.decode("latin-1")],
             stdin=read_end, stdout=terminal, stderr=terminal, close_fds=True,
         )  # fmt: skip
     except OSError:  # no fds or processes left: keep the output as it is rather than fail

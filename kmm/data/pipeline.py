@@ -17,8 +17,8 @@ import tensorflow as tf
 
 from kmm import specs
 from kmm.data import sampling
-from kmm.data.config import DataConfig, stream_of_epochs  # noqa: F401  (public here too)
-from kmm.data.decoder import probe_rows, read_frames  # noqa: F401
+from kmm.data.config import DataConfig, stream_of_epochs
+from kmm.data.decoder import probe_rows, read_frames
 from kmm.data.report import DataReport
 from kmm.data.shards import is_shard_folder, read_marker, shard_dataset
 from kmm.data.video_io import VideoDecodeError

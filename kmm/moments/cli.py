@@ -190,8 +190,7 @@ def index_on_ray(args):
                           retries=args.retries)  # fmt: skip
     index, result = index_corpus(args.source, args.out, args.model, args.name, segment_config(args), config,
                                  kind=args.kind, qdrant=args.qdrant)  # fmt: skip
-    print(f"{len(result.indexed)} videos indexed now, {len(result.done_before)} already indexed before (not redone); "
-          f"{result.workers} Ray workers, {result.seconds:.1f} s")  # fmt: skip
+    print(result.summary())
     return _print_index(index, result.report, Path(args.out))
 
 

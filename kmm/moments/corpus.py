@@ -84,11 +84,8 @@ def list_videos(source):
         if not tf.io.gfile.isdir(source):
             return [source], [source.rstrip("/").rsplit("/", 1)[-1]]
         root = source.rstrip("/")
-        found = sorted(
-            f"{root}/{d.removeprefix(root).strip('/')}/{name}".replace(f"{root}//", f"{root}/")
-            for d, _, files in tf.io.gfile.walk(root) for name in files
-            if Path(name).suffix.lower() in VIDEO_EXTENSIONS
-        )  # fmt: skip
+        found = sorted(f"{folder.rstrip('/')}/{name}" for folder, _, files in tf.io.gfile.walk(root)
+                       for name in files if Path(name).suffix.lower() in VIDEO_EXTENSIONS)  # fmt: skip
         return found, [v[len(root) + 1 :] for v in found]
     path = Path(source)
     if path.is_dir():
@@ -190,17 +187,16 @@ class MomentWorker:
         self.rows_dir, self.batch_size = Path(rows_dir), batch_size
 
     def __call__(self, batch):
-        out = {name: [] for name in ("key", "status", "reason", "detail", "windows", "seconds", "pid")}
+        """`{key, reason, detail}` per video: why it has no rows ("" when its file was written)."""
+        out = {"key": [], "reason": [], "detail": []}
         for key, video, video_id in zip(batch["key"], batch["video"], batch["id"], strict=True):
-            start = time.perf_counter()
-            status, reason, detail, windows = self.index_one(str(key), str(video), str(video_id))
-            for name, value in zip(out, (key, status, reason, detail, windows, time.perf_counter() - start,
-                                         os.getpid()), strict=True):  # fmt: skip
+            reason, detail = self.index_one(str(key), str(video), str(video_id))
+            for name, value in zip(out, (key, reason, detail), strict=True):
                 out[name].append(value)
         return {name: np.asarray(values) for name, values in out.items()}
 
     def index_one(self, key, video, video_id):
-        """`(status, reason, detail, windows)`; writes `rows/<key>.parquet` when it has rows."""
+        """`(reason, detail)` of a skip, or `("", "")` after writing `rows/<key>.parquet`."""
         local, scratch = video, None
         try:
             if is_remote(video):  # the decoder reads local files: copy it next to the actor first
@@ -215,14 +211,14 @@ class MomentWorker:
                                    batch_size=self.batch_size)  # fmt: skip
             except ValueError:  # no decodable video: the report says why
                 skip = report.skipped[0] if report.skipped else None
-                return "skipped", skip.reason if skip else "undecodable", skip.detail if skip else "", 0
+                return (skip.reason, skip.detail) if skip else ("undecodable", "")
             rows.videos = [video] * len(rows.ids)
             rows.partial = {video: rows.partial[local]} if local in rows.partial else {}
             rows.gaps = {video: rows.gaps[local]} if local in rows.gaps else {}
             write_rows(rows, video, video_id, self.rows_dir / f"{key}.parquet")
-            return "indexed", "", "", len(rows.ids)
+            return "", ""
         except Exception as e:  # noqa: BLE001  (one video's failure is reported, not the job's)
-            return "skipped", "error", f"{type(e).__name__}: {e}", 0
+            return "error", f"{type(e).__name__}: {e}"
         finally:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -241,9 +237,9 @@ class CorpusReport:
     workers: int = 0
 
     def summary(self):
-        return (f"{len(self.indexed)} videos indexed now, {len(self.done_before)} already indexed (skipped), "
-                f"{len(self.report.skipped)} not indexed; {self.workers} Ray workers, {self.seconds:.1f} s\n"
-                + self.report.summary())  # fmt: skip
+        """One line: what this run did (the skips and their reasons: `report.summary()`)."""
+        return (f"{len(self.indexed)} videos indexed now, {len(self.done_before)} already indexed before (not "
+                f"redone); {self.workers} Ray workers, {self.seconds:.1f} s")  # fmt: skip
 
 
 def _start_ray(address):
@@ -311,7 +307,7 @@ def index_corpus(source, out, model, model_name="kmm", segments=SegmentConfig(),
         workers, remote_args = _pool(ray, config)
         workers = min(workers, len(todo))  # no idle model copies for the last few videos
         result.workers = workers
-        model = str(Path(model).resolve()) if not str(model).startswith(("http", "grpc")) else str(model)
+        model = str(model) if "://" in str(model) else str(Path(model).resolve())  # a URL, or a shared folder
         with warnings.catch_warnings():
             # Ray 2.60 has no named parameter for an actor's restarts and task retries (its
             # defaults retry forever) and warns that the remote-args route will go in 2.64.

@@ -14,6 +14,7 @@ Example:
 
 import base64
 import json
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,8 +29,6 @@ CA_CERT_ENV = "KMM_CA_CERT"  # a PEM file of CA certificates for https:// and gr
 
 def _ca_cert(ca_cert):
     """The CA bundle to trust: `ca_cert`, else `$KMM_CA_CERT`, else None (the system's roots)."""
-    import os
-
     path = ca_cert or os.environ.get(CA_CERT_ENV) or None
     if path is not None and not Path(path).is_file():
         raise FileNotFoundError(f"CA certificate {path}: no such file (from --ca-cert or ${CA_CERT_ENV}).")

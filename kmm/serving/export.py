@@ -30,7 +30,7 @@ import tensorflow as tf
 import kmm
 from kmm import specs
 from kmm.serving import preprocess as P
-from kmm.serving.warmup import list_versions, write_serving_configs, write_warmup_requests  # noqa: F401
+from kmm.serving.warmup import list_versions, write_serving_configs, write_warmup_requests  # noqa: F401  (list_versions: public here too)
 
 SIGNATURES = ("serving_default", "classify_jpeg", "embed_video", "embed_text", "search")
 METADATA = "kmm.json"
